@@ -1,0 +1,124 @@
+"""Checkpoints: model and optimizer state with everything needed to trust them.
+
+A checkpoint is a dict of plain values and tensors (so ``torch.load(...,
+weights_only=True)`` reads it) written atomically.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .config import ModelSpec, TrainConfig
+from .datasets import DatasetInfo
+from .fileio import atomic_path
+
+FORMAT_VERSION = 1
+_REQUIRED = ("format_version", "model", "train_config", "model_state", "dataset", "metrics")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used; the message names the file and the fix."""
+
+
+@dataclass
+class Checkpoint:
+    path: Path
+    model_spec: ModelSpec
+    train_config: TrainConfig
+    dataset: DatasetInfo
+    metrics: dict[str, list[Any]]
+    epoch: int  # completed epochs
+    step: int  # completed SGD steps
+    complete: bool  # training reached its budget
+    model_state: dict[str, torch.Tensor]
+    optimizer_state: dict[str, Any] | None
+    rng_state: torch.Tensor | None
+
+    def build_model(self, device: torch.device | str = "cpu") -> nn.Module:
+        """The trained model on ``device``, in eval mode."""
+        model = self.model_spec.build()
+        try:
+            model.load_state_dict(self.model_state)
+        except RuntimeError as e:
+            raise CheckpointError(
+                f"{self.path}: its weights do not fit the {self.model_spec.name!r} architecture "
+                f"{self.model_spec.kwargs}; it was written for another model"
+            ) from e
+        return model.to(device).eval()
+
+
+def save_checkpoint(
+    path: str | os.PathLike[str],
+    *,
+    model_spec: ModelSpec,
+    train_config: TrainConfig,
+    dataset: DatasetInfo,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None,
+    metrics: dict[str, list[Any]],
+    epoch: int,
+    step: int,
+    complete: bool,
+    rng_state: torch.Tensor | None = None,
+) -> Path:
+    payload = {
+        "format_version": FORMAT_VERSION,
+        "model": {"name": model_spec.name, "kwargs": dict(model_spec.kwargs)},
+        "train_config": train_config.to_dict(),
+        "dataset": asdict(dataset),
+        "metrics": metrics,
+        "epoch": epoch,
+        "step": step,
+        "complete": complete,
+        "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "optimizer_state": optimizer.state_dict() if optimizer is not None else None,
+        "rng_state": rng_state,
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return Path(path)
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist; train one with 'robustdigits train'")
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises several types for bad zip/pickle data
+        raise CheckpointError(
+            f"{path} is corrupt or not a robustdigits checkpoint ({type(e).__name__}); "
+            "delete it and train again"
+        ) from e
+    if not isinstance(raw, dict) or any(k not in raw for k in _REQUIRED):
+        raise CheckpointError(
+            f"{path} is not a robustdigits checkpoint (missing fields); train one with 'robustdigits train'"
+        )
+    version = raw["format_version"]
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} has checkpoint format {version}, newer than this robustdigits reads "
+            f"({FORMAT_VERSION}); upgrade robustdigits"
+        )
+    try:
+        return Checkpoint(
+            path=path,
+            model_spec=ModelSpec(raw["model"]["name"], dict(raw["model"]["kwargs"])),
+            train_config=TrainConfig(**raw["train_config"]),
+            dataset=DatasetInfo(**raw["dataset"]),
+            metrics=raw["metrics"],
+            epoch=int(raw.get("epoch", 0)),
+            step=int(raw.get("step", 0)),
+            complete=bool(raw.get("complete", False)),
+            model_state=raw["model_state"],
+            optimizer_state=raw.get("optimizer_state"),
+            rng_state=raw.get("rng_state"),
+        )
+    except (TypeError, ValueError, KeyError) as e:
+        raise CheckpointError(f"{path} has invalid fields ({e}); delete it and train again") from e

@@ -1,0 +1,251 @@
+"""The ``robustdigits`` command line: thin commands over the library, rendered with rich."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+import torch
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from . import __version__
+from .ablation import BUDGETS, AblationConfig, run_ablation, write_ablation_report
+from .checkpoints import CheckpointError
+from .config import ModelSpec, TrainConfig
+from .datasets import DataError, MNISTData, load_mnist
+from .devices import DEVICE_CHOICES, resolve_device
+from .evaluation import evaluate as evaluate_model
+from .loader import TensorLoader
+from .models import list_models
+from .plots import plot_loss_curve
+from .reports import fmt
+from .resolve import DEFAULT_CHECKPOINTS, resolve_checkpoint
+from .training import TrainEvent
+from .training import train as train_model
+from .variants import VARIANTS, Variant, get_variant
+
+console = Console()
+err_console = Console(stderr=True)
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Library errors become one-line click errors; Ctrl-C exits 130 with a hint."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except (DataError, CheckpointError, ValueError, TypeError) as e:
+            raise click.ClickException(str(e)) from e
+        except KeyboardInterrupt:
+            err_console.print("interrupted: the last complete checkpoint is intact; rerun to resume")
+            raise SystemExit(130) from None
+
+    return wrapper
+
+
+def data_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """--data, --download, --device and --threads, shared by every command that computes."""
+    options = [
+        click.option("--data", default="auto", show_default=True,
+                     help="auto (full MNIST under $ROBUSTDIGITS_DATA or ~/.cache/robustdigits if there, "
+                          "else the embedded subset), embedded, or a folder with the four MNIST IDX files."),
+        click.option("--download", is_flag=True,
+                     help="Let torchvision fetch MNIST into the data folder first (needs internet)."),
+        click.option("--device", type=click.Choice(DEVICE_CHOICES), default="auto", show_default=True,
+                     help="auto picks CUDA when available."),
+        click.option("--threads", type=click.IntRange(min=1), default=None,
+                     help="torch CPU threads (default: torch's own choice)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def setup(data: str, download: bool, device: str, threads: int | None) -> tuple[MNISTData, torch.device]:
+    if threads:
+        torch.set_num_threads(threads)
+    dev = resolve_device(device)
+    loaded = load_mnist(data, download=download)
+    console.print(f"[bold]data[/]: {loaded.info.short}\n[bold]device[/]: {dev}")
+    return loaded, dev
+
+
+def make_progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                    console=console)
+
+
+class EpochBars:
+    """Renders training events as one progress bar per epoch."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.task: TaskID | None = None
+        self.epoch = -1
+
+    def __call__(self, event: TrainEvent) -> None:
+        if event.kind == "step":
+            if self.task is None or event.epoch != self.epoch:
+                self.epoch = event.epoch
+                left = event.total_steps - (event.step - 1)
+                self.task = self.progress.add_task(f"epoch {event.epoch + 1}", info="",
+                                                   total=min(event.steps_per_epoch, left))
+            self.progress.advance(self.task)
+            if event.loss is not None:
+                self.progress.update(self.task, info=f"loss {event.loss:.4f}")
+        elif self.task is not None and event.evaluation is not None:
+            self.progress.update(self.task, info=f"test acc {event.evaluation.accuracy:.2f}%")
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(__version__, "-V", "--version")
+def main() -> None:
+    """Train the classic MNIST networks, attack them, and see the result.
+
+    Example: robustdigits ablate   (trains the study's nine variants on the embedded data)
+    """
+
+
+@main.command(context_settings=CONTEXT)
+@click.option("--model", type=click.Choice(list_models()), default="textbook", show_default=True)
+@click.option("--dropout", type=float, default=None,
+              help="Dropout p (default: the model's; tutorial 0.5, others none).")
+@click.option("--epochs", type=int, default=3, show_default=True, help="Passes over the training split.")
+@click.option("--steps", type=int, default=None, help="Exact number of SGD steps (overrides --epochs).")
+@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--test-batch-size", type=int, default=1000, show_default=True)
+@click.option("--lr", type=float, default=0.01, show_default=True)
+@click.option("--momentum", type=float, default=0.5, show_default=True)
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--log-interval", type=int, default=10, show_default=True, help="Steps between recorded losses.")
+@click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Where to save (default: checkpoints/<model>[-dropout<p>].pt).")
+@click.option("--resume", is_flag=True, help="Continue the run saved in --checkpoint.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --checkpoint.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("reports"),
+              show_default=True, help="Folder for the loss-curve PNG.")
+@data_options
+@handle_errors
+def train(model: str, dropout: float | None, epochs: int, steps: int | None, batch_size: int,
+          test_batch_size: int, lr: float, momentum: float, seed: int, log_interval: int,
+          checkpoint: Path | None, resume: bool, overwrite: bool, out: Path, **common: Any) -> None:
+    """Train one network with SGD; the defaults are the study's.
+
+    Example: robustdigits train --model textbook --momentum 0.5 --dropout 0.1 --epochs 3
+    """
+    spec = ModelSpec(model, {} if dropout is None else {"dropout": dropout})
+    config = TrainConfig(epochs=epochs, steps=steps, batch_size=batch_size, test_batch_size=test_batch_size,
+                         lr=lr, momentum=momentum, seed=seed, log_interval=log_interval)
+    name = model + ("" if dropout is None else f"-dropout{dropout:g}")
+    path = checkpoint or DEFAULT_CHECKPOINTS / f"{name}.pt"
+    if path.exists() and not (resume or overwrite):
+        raise click.ClickException(
+            f"checkpoint {path} exists; pass --resume to continue it or --overwrite to replace it"
+        )
+    data, device = setup(**common)
+    with make_progress() as progress:
+        result = train_model(spec, config, data, device=device, checkpoint=path, resume=resume,
+                             progress=EpochBars(progress))
+    plot = plot_loss_curve(result.metrics, out / f"loss_{name}.png", title=f"{name} ({data.info.name} data)")
+    table = Table(title=f"{name}: {result.metrics['test_step'][-1]:,} steps")
+    for column in ("epoch", "steps", "test loss", "test accuracy (%)"):
+        table.add_column(column, justify="right")
+    for e, s, loss, acc in zip(*(result.metrics[k] for k in ("test_epoch", "test_step", "test_loss", "test_accuracy"))):
+        table.add_row(str(e), f"{s:,}", f"{loss:.4f}", f"{acc:.2f}")
+    console.print(table)
+    console.print(f"checkpoint: {path}\nloss curve: {plot}")
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("model_ref", metavar="CHECKPOINT")
+@click.option("--checkpoints", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_CHECKPOINTS,
+              show_default=True, help="Where 'ablate' keeps the variants' checkpoints.")
+@data_options
+@handle_errors
+def evaluate(model_ref: str, checkpoints: Path, **common: Any) -> None:
+    """Accuracy and loss on the test split, overall and per digit.
+
+    CHECKPOINT is a checkpoint file or a variant name trained by 'ablate'.
+
+    Example: robustdigits evaluate textbook-momentum
+    """
+    data, device = setup(**common)
+    ckpt = resolve_checkpoint(model_ref, data.info, checkpoints)
+    if ckpt.dataset.sha256 != data.info.sha256:
+        err_console.print(f"note: trained on {ckpt.dataset.description}, evaluated on {data.info.description}")
+    loader = TensorLoader(data.test_images, data.test_labels, batch_size=ckpt.train_config.test_batch_size,
+                          shuffle=False, device=device)
+    result = evaluate_model(ckpt.build_model(device), loader)
+    table = Table(title=f"{ckpt.path}: per-digit accuracy")
+    for column in ("digit", "correct", "images", "accuracy (%)"):
+        table.add_column(column, justify="right")
+    for digit, (c, t, a) in enumerate(zip(result.per_class_correct, result.per_class_total, result.per_class_accuracy)):
+        table.add_row(str(digit), str(c), str(t), fmt(a))
+    table.add_row("all", str(result.correct), str(result.total), fmt(result.accuracy), style="bold")
+    console.print(table)
+    console.print(f"test accuracy {result.accuracy:.2f}%  test loss {result.loss:.4f}")
+
+
+@main.command(context_settings=CONTEXT)
+@click.option("--budget", type=click.Choice(BUDGETS), default="steps", show_default=True,
+              help="steps: the study's 2,813 SGD steps on any data; epochs: --epochs passes over the training split.")
+@click.option("--epochs", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--seeds", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Train each variant with seeds 1..N and report mean ± std.")
+@click.option("--variants", default="all", show_default=True, help="Comma-separated variant names, or all.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("reports"), show_default=True)
+@click.option("--checkpoints", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_CHECKPOINTS,
+              show_default=True)
+@click.option("--fresh", is_flag=True, help="Retrain even where a finished checkpoint exists.")
+@data_options
+@handle_errors
+def ablate(budget: str, epochs: int, seeds: int, variants: str, out: Path, checkpoints: Path, fresh: bool,
+           **common: Any) -> None:
+    """Train the study's nine variants and put our accuracy beside the published one.
+
+    Writes ablation.md/.csv/.json and loss_<variant>.png to --out. Finished checkpoints
+    are reused and unfinished ones resumed, so an interrupted run picks up where it stopped.
+
+    Example: robustdigits ablate --seeds 3 --out reports
+    """
+    chosen = VARIANTS if variants == "all" else tuple(get_variant(v.strip()) for v in variants.split(","))
+    config = AblationConfig(budget=budget, epochs=epochs, seeds=seeds)
+    data, device = setup(**common)
+    with make_progress() as progress:
+        tasks: dict[tuple[str, int], TaskID] = {}
+
+        def show(variant: Variant, seed: int, event: TrainEvent) -> None:
+            key = (variant.name, seed)
+            if key not in tasks:
+                tasks[key] = progress.add_task(f"{variant.name} seed {seed}", total=event.total_steps, info="")
+            progress.update(tasks[key], completed=event.step)
+            if event.evaluation is not None:
+                progress.update(tasks[key], info=f"test acc {event.evaluation.accuracy:.2f}%")
+
+        results = run_ablation(data, config, device=device, checkpoints=checkpoints, variants=chosen,
+                               fresh=fresh, progress=show)
+    paths = write_ablation_report(results, config, data, out, device)
+    table = Table(title=f"Ablation on {data.info.name} data ({budget} budget) beside the study's full-MNIST numbers")
+    for column in ("variant", "published (%)", "ours (%)", "± std", "difference"):
+        table.add_column(column, justify="right" if column != "variant" else "left")
+    for r in results:
+        table.add_row(r.variant.name, fmt(r.variant.published_accuracy), fmt(r.mean), fmt(r.std),
+                      f"{r.mean - r.variant.published_accuracy:+.2f}")
+    console.print(table)
+    console.print("wrote " + ", ".join(str(p) for p in paths[:3]) + f" and {len(paths) - 3} loss curves")

@@ -1,0 +1,83 @@
+"""Frozen configs, saved inside every checkpoint and report."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from torch import nn
+
+from .models import get_model, list_models
+
+STUDY_TRAIN_SIZE = 60_000  # the study trained on full MNIST
+
+
+def _check_int(name: str, value: object, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+
+
+def _check_float(name: str, value: object, low: float, high: float | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    if value < low or (high is not None and value > high):
+        bound = f"in [{low}, {high}]" if high is not None else f">= {low}"
+        raise ValueError(f"{name} must be {bound}, got {value}")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registered model name and its constructor arguments."""
+
+    name: str
+    kwargs: dict[str, Any] = field(default_factory=dict)  # e.g. {"dropout": 0.1}
+
+    def __post_init__(self) -> None:
+        if self.name not in list_models():
+            raise ValueError(f"unknown model {self.name!r}; choose one of: {', '.join(list_models())}")
+
+    def build(self) -> nn.Module:
+        """The model on the CPU (initialized from torch's global RNG)."""
+        return get_model(self.name, **self.kwargs)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """SGD training; the defaults are the study's."""
+
+    epochs: int = 3  # passes over the training split; ignored when steps is set
+    steps: int | None = None  # exact number of SGD steps (batches), overriding epochs
+    batch_size: int = 64  # images per SGD step
+    test_batch_size: int = 1000  # images per evaluation batch (no effect on results)
+    lr: float = 0.01
+    momentum: float = 0.5
+    seed: int = 1  # model init, shuffling and dropout all flow from it
+    log_interval: int = 10  # steps between recorded training losses
+
+    def __post_init__(self) -> None:
+        _check_int("epochs", self.epochs, 1)
+        if self.steps is not None:
+            _check_int("steps", self.steps, 1)
+        _check_int("batch_size", self.batch_size, 1)
+        _check_int("test_batch_size", self.test_batch_size, 1)
+        _check_float("lr", self.lr, 0.0)
+        if self.lr == 0:
+            raise ValueError("lr must be > 0, got 0")
+        _check_float("momentum", self.momentum, 0.0, 1.0)
+        _check_int("seed", self.seed, 0)
+        _check_int("log_interval", self.log_interval, 1)
+
+    def total_steps(self, n_train: int) -> int:
+        return self.steps if self.steps is not None else self.epochs * math.ceil(n_train / self.batch_size)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def study_steps(epochs: int = 3, batch_size: int = 64) -> int:
+    """SGD steps of the study's budget: ``epochs`` passes over 60,000 images
+    (3 × 60,000 / 64 = 2,812.5 → 2,813)."""
+    return math.ceil(epochs * STUDY_TRAIN_SIZE / batch_size)

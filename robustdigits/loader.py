@@ -1,0 +1,78 @@
+"""A device-resident MNIST loader in airbench's style.
+
+The whole split lives as one normalized float tensor on the device; a batch is an
+index slice of a permutation. No PIL, no per-sample transform, no DataLoader.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import torch
+
+MNIST_MEAN = 0.1307  # the study's normalization (mean and std of MNIST's pixels / 255)
+MNIST_STD = 0.3081
+
+
+def normalize(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (N, 28, 28) → float32 (N, 1, 28, 28), the same ops as ToTensor + Normalize."""
+    return images.unsqueeze(1).float().div(255).sub(MNIST_MEAN).div(MNIST_STD)
+
+
+def to_pixels(x: torch.Tensor) -> torch.Tensor:
+    """Normalized input → pixel scale [0, 1] (not clipped)."""
+    return x * MNIST_STD + MNIST_MEAN
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """The permutation of epoch ``epoch`` depends only on (seed, epoch): resumable."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+
+
+class TensorLoader:
+    """Batches of (normalized images, labels) from one device tensor.
+
+    ``shuffle=True`` draws a new permutation each epoch from ``(seed, epoch)``;
+    ``shuffle=False`` keeps file order. The last batch may be smaller.
+    """
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        *,
+        batch_size: int,
+        shuffle: bool,
+        device: torch.device,
+        seed: int = 0,
+    ) -> None:
+        if len(images) != len(labels):
+            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        self.images = normalize(images).to(device)
+        self.labels = labels.to(device=device, dtype=torch.int64)
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.device = device
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.labels) / self.batch_size)
+
+    @property
+    def num_samples(self) -> int:
+        return len(self.labels)
+
+    def epoch(self, epoch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        n = len(self.labels)
+        if self.shuffle:
+            order = torch.randperm(n, generator=epoch_generator(self.seed, epoch)).to(self.device)
+            for start in range(0, n, self.batch_size):
+                idx = order[start : start + self.batch_size]
+                yield self.images[idx], self.labels[idx]
+        else:
+            for start in range(0, n, self.batch_size):
+                yield self.images[start : start + self.batch_size], self.labels[start : start + self.batch_size]
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return self.epoch(0)

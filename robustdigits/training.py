@@ -1,0 +1,151 @@
+"""SGD training of a registered model, resumable and bit-reproducible on the CPU."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from .checkpoints import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
+from .config import ModelSpec, TrainConfig
+from .datasets import MNISTData
+from .evaluation import EvalResult, evaluate
+from .loader import TensorLoader
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainEvent:
+    """Sent to the progress callback after every step (``kind="step"``) and after
+    every evaluation (``kind="epoch"``)."""
+
+    kind: str
+    epoch: int  # 0-based epoch in progress
+    step: int  # SGD steps completed
+    total_steps: int
+    loss: float | None = None  # training loss of this step (only computed when logged)
+    evaluation: EvalResult | None = None
+    steps_per_epoch: int = 0
+
+
+ProgressCallback = Callable[[TrainEvent], None]
+
+
+@dataclass
+class TrainResult:
+    model: torch.nn.Module
+    metrics: dict[str, list[Any]]
+    final: EvalResult
+    checkpoint: Path | None
+    resumed_from_step: int = 0
+    history: list[EvalResult] = field(default_factory=list)
+
+
+def empty_metrics() -> dict[str, list[Any]]:
+    return {
+        "train_step": [], "train_examples": [], "train_loss": [],
+        "test_epoch": [], "test_step": [], "test_examples": [], "test_loss": [], "test_accuracy": [],
+    }
+
+
+def train(
+    spec: ModelSpec,
+    config: TrainConfig,
+    data: MNISTData,
+    *,
+    device: torch.device,
+    checkpoint: str | os.PathLike[str] | None = None,
+    resume: bool = False,
+    progress: ProgressCallback | None = None,
+) -> TrainResult:
+    """Train ``spec`` with ``config`` on ``data``; checkpoint after every epoch.
+
+    With ``resume=True`` and an existing ``checkpoint`` written by the same model,
+    config and dataset, training continues after its last complete epoch and gives
+    the same weights as an uninterrupted run (on the CPU).
+    """
+    torch.manual_seed(config.seed)
+    model = spec.build().to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
+    train_loader = TensorLoader(data.train_images, data.train_labels, batch_size=config.batch_size,
+                                shuffle=True, device=device, seed=config.seed)
+    test_loader = TensorLoader(data.test_images, data.test_labels, batch_size=config.test_batch_size,
+                               shuffle=False, device=device)
+    total = config.total_steps(train_loader.num_samples)
+    metrics, start_epoch, step = empty_metrics(), 0, 0
+    history: list[EvalResult] = []
+
+    if resume and checkpoint is not None and Path(checkpoint).exists():
+        ckpt = load_checkpoint(checkpoint)
+        _check_resumable(ckpt, spec, config, data)
+        model.load_state_dict(ckpt.model_state)
+        if ckpt.optimizer_state is not None:
+            optimizer.load_state_dict(ckpt.optimizer_state)
+        if ckpt.rng_state is not None:
+            torch.set_rng_state(ckpt.rng_state)
+        metrics, start_epoch, step = ckpt.metrics, ckpt.epoch, ckpt.step
+        logger.info("resuming %s at epoch %d, step %d", checkpoint, start_epoch, step)
+    resumed_from = step
+
+    epoch = start_epoch
+    while step < total:
+        model.train()
+        for x, y in train_loader.epoch(epoch):
+            optimizer.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            optimizer.step()
+            logged = step % config.log_interval == 0
+            value = loss.item() if logged else None
+            if logged:
+                metrics["train_step"].append(step)
+                metrics["train_examples"].append(step * config.batch_size)
+                metrics["train_loss"].append(value)
+            step += 1
+            if progress:
+                progress(TrainEvent("step", epoch, step, total, value, steps_per_epoch=len(train_loader)))
+            if step >= total:
+                break
+        result = evaluate(model, test_loader)
+        history.append(result)
+        for key, value_ in (("test_epoch", epoch + 1), ("test_step", step),
+                            ("test_examples", step * config.batch_size),
+                            ("test_loss", result.loss), ("test_accuracy", result.accuracy)):
+            metrics[key].append(value_)
+        epoch += 1
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, model_spec=spec, train_config=config, dataset=data.info,
+                            model=model, optimizer=optimizer, metrics=metrics, epoch=epoch,
+                            step=step, complete=step >= total, rng_state=torch.get_rng_state())
+        if progress:
+            progress(TrainEvent("epoch", epoch - 1, step, total, evaluation=result,
+                                steps_per_epoch=len(train_loader)))
+
+    final = history[-1] if history else evaluate(model, test_loader)
+    model.eval()
+    return TrainResult(model, metrics, final, Path(checkpoint) if checkpoint else None, resumed_from, history)
+
+
+def _check_resumable(ckpt: Checkpoint, spec: ModelSpec, config: TrainConfig, data: MNISTData) -> None:
+    if ckpt.model_spec != spec:
+        raise CheckpointError(
+            f"{ckpt.path} holds a {ckpt.model_spec.name!r} model {ckpt.model_spec.kwargs}, not "
+            f"{spec.name!r} {spec.kwargs}; choose another --checkpoint or drop --resume"
+        )
+    if ckpt.train_config != config:
+        raise CheckpointError(
+            f"{ckpt.path} was trained with another config ({ckpt.train_config}); "
+            "use the same options to resume, or drop --resume"
+        )
+    if ckpt.dataset.sha256 != data.info.sha256:
+        raise CheckpointError(
+            f"{ckpt.path} was trained on {ckpt.dataset.description}, not on {data.info.description}; "
+            "use the same --data to resume, or drop --resume"
+        )

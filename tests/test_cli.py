@@ -1,0 +1,108 @@
+"""The command line, through click's CliRunner: exit codes, output and files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from robustdigits.cli import main
+
+COMMANDS = sorted(main.commands)
+
+
+@pytest.fixture()
+def runner(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ROBUSTDIGITS_DATA", str(tmp_path / "no-mnist-here"))
+    return CliRunner()
+
+
+@pytest.mark.parametrize("command", [None, *COMMANDS])
+@pytest.mark.parametrize("flag", ["-h", "--help"])
+def test_every_command_has_help_with_an_example(runner, command, flag):
+    args = [flag] if command is None else [command, flag]
+    result = runner.invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "Example: robustdigits" in result.output
+
+
+def test_train_then_evaluate(runner, tmp_path):
+    result = runner.invoke(main, ["train", "--model", "tutorial", "--steps", "30", "--log-interval", "5",
+                                  "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    assert "embedded MNIST subset" in result.output and "30 steps" in result.output
+    assert (tmp_path / "checkpoints" / "tutorial.pt").is_file()
+    assert (tmp_path / "reports" / "loss_tutorial.png").read_bytes()[:4] == b"\x89PNG"
+
+    again = runner.invoke(main, ["train", "--model", "tutorial", "--steps", "30"])
+    assert again.exit_code == 1
+    assert "checkpoint checkpoints/tutorial.pt exists; pass --resume" in again.output
+
+    ev = runner.invoke(main, ["evaluate", "checkpoints/tutorial.pt"])
+    assert ev.exit_code == 0, ev.output
+    assert "per-digit accuracy" in ev.output and "test accuracy" in ev.output
+
+
+def test_ablate_writes_reports_and_reuses_checkpoints(runner, tmp_path):
+    args = ["ablate", "--variants", "tutorial,textbook-momentum", "--budget", "epochs", "--epochs", "1",
+            "--out", "out", "--threads", "1"]
+    result = runner.invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "96.54" in result.output and "98.42" in result.output
+    report = json.loads((tmp_path / "out" / "ablation.json").read_text())
+    assert report["meta"]["dataset"]["name"] == "embedded" and report["meta"]["budget"] == "epochs"
+    assert [r["variant"] for r in report["records"]] == ["tutorial", "textbook-momentum"]
+    acc = report["records"][1]["mean_accuracy"]
+    assert 50 < acc <= 100
+    md = (tmp_path / "out" / "ablation.md").read_text()
+    assert "| textbook-momentum | textbook | 0.50 | none | 98.42 |" in md
+    assert "Dataset: embedded MNIST subset" in md and "Budget: 1 epochs (125 SGD steps)" in md
+    csv_lines = (tmp_path / "out" / "ablation.csv").read_text().splitlines()
+    assert csv_lines[0].startswith("variant,network,momentum,dropout,published acc. (%),our acc. (%)")
+    assert len(csv_lines) == 3
+    assert (tmp_path / "out" / "loss_tutorial.png").is_file()
+
+    # The checkpoints are kept under the variant name: evaluate finds it, and a rerun reuses it.
+    ev = runner.invoke(main, ["evaluate", "textbook-momentum"])
+    assert ev.exit_code == 0 and f"test accuracy {acc:.2f}%" in ev.output
+    rerun = runner.invoke(main, args)
+    assert rerun.exit_code == 0
+    assert json.loads((tmp_path / "out" / "ablation.json").read_text())["records"][1]["mean_accuracy"] == acc
+
+
+def test_bad_data_directory_is_one_line_and_nonzero(runner, tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = runner.invoke(main, ["train", "--data", "empty", "--steps", "5"])
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: no MNIST IDX files in empty")
+    assert len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_unknown_variant_and_checkpoint(runner):
+    result = runner.invoke(main, ["evaluate", "lenet"])
+    assert result.exit_code == 1 and "'lenet' is neither a checkpoint file nor a variant" in result.output
+    result = runner.invoke(main, ["evaluate", "textbook"])
+    assert result.exit_code == 1 and "variant 'textbook' has no checkpoint for embedded data" in result.output
+    result = runner.invoke(main, ["ablate", "--variants", "lenet"])
+    assert result.exit_code == 1 and "unknown variant 'lenet'; choose one of: tutorial" in result.output
+
+
+def test_invalid_option_value_names_it(runner):
+    result = runner.invoke(main, ["train", "--lr", "0", "--steps", "5"])
+    assert result.exit_code == 1 and "lr must be > 0" in result.output
+
+
+def test_python_dash_m_works():
+    out = subprocess.run([sys.executable, "-m", "robustdigits", "--help"], capture_output=True, text=True, check=True)
+    assert "Usage: python -m robustdigits" in out.stdout
+    assert all(c in out.stdout for c in COMMANDS)
+
+
+def test_commands_are_click_commands():
+    assert all(isinstance(main.commands[c], click.Command) for c in COMMANDS)
