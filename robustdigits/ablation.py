@@ -160,3 +160,22 @@ def write_ablation_report(
         paths.append(plot_loss_curve(r.runs[0].metrics, Path(out_dir) / f"loss_{r.variant.name}.png",
                                      title=f"{r.variant.label} ({data.info.name} data)"))
     return paths
+
+
+def ensure_variant(
+    name: str,
+    data: MNISTData,
+    *,
+    checkpoints: str | os.PathLike[str],
+    device: torch.device,
+    progress: Callable[[Variant, int, TrainEvent], None] | None = None,
+) -> Path:
+    """The seed-1 checkpoint of variant ``name`` on ``data``, trained first (with the
+    ablation's defaults) when it does not exist yet."""
+    from .variants import get_variant
+
+    path = checkpoint_path(checkpoints, data.info, name)
+    if not path.is_file():
+        run_ablation(data, AblationConfig(), device=device, checkpoints=checkpoints,
+                     variants=[get_variant(name)], progress=progress)
+    return path

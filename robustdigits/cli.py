@@ -22,20 +22,24 @@ from rich.progress import (
 from rich.table import Table
 
 from . import __version__
-from .ablation import BUDGETS, AblationConfig, run_ablation, write_ablation_report
+from .ablation import BUDGETS, AblationConfig, checkpoint_path, ensure_variant, run_ablation, write_ablation_report
+from .bench import ATTACKS, BenchConfig, run_bench, write_bench_report
+from .bench import table_rows as bench_rows
 from .checkpoints import CheckpointError
 from .config import ModelSpec, TrainConfig
 from .datasets import DataError, MNISTData, load_mnist
 from .devices import DEVICE_CHOICES, resolve_device
 from .evaluation import evaluate as evaluate_model
+from .experiment import AttackConfig, run_experiment, write_experiment_report
 from .loader import TensorLoader
 from .models import list_models
 from .plots import plot_loss_curve
 from .reports import fmt
 from .resolve import DEFAULT_CHECKPOINTS, resolve_checkpoint
+from .targets import TARGET_MODES
 from .training import TrainEvent
 from .training import train as train_model
-from .variants import VARIANTS, Variant, get_variant
+from .variants import VARIANTS, Variant, get_variant, variant_names
 
 console = Console()
 err_console = Console(stderr=True)
@@ -249,3 +253,129 @@ def ablate(budget: str, epochs: int, seeds: int, variants: str, out: Path, check
                       f"{r.mean - r.variant.published_accuracy:+.2f}")
     console.print(table)
     console.print("wrote " + ", ".join(str(p) for p in paths[:3]) + f" and {len(paths) - 3} loss curves")
+
+
+def load_model(ref: str, data: MNISTData, checkpoints: Path, device: torch.device) -> tuple[str, torch.nn.Module]:
+    """A variant name (trained first if needed, with a message) or a checkpoint file."""
+    if ref in variant_names():
+        if not checkpoint_path(checkpoints, data.info, ref).is_file():
+            console.print(f"[yellow]{ref} is not trained on {data.info.name} data yet: training it now "
+                          "(the ablation's settings)[/]")
+            with make_progress() as progress:
+                bars: dict[int, TaskID] = {}
+
+                def show(variant: Variant, seed: int, event: TrainEvent) -> None:
+                    if seed not in bars:
+                        bars[seed] = progress.add_task(f"train {variant.name}", total=event.total_steps, info="")
+                    progress.update(bars[seed], completed=event.step)
+
+                ensure_variant(ref, data, checkpoints=checkpoints, device=device, progress=show)
+    ckpt = resolve_checkpoint(ref, data.info, checkpoints)
+    return (ref if ref in variant_names() else ckpt.path.stem), ckpt.build_model(device)
+
+
+@main.command(context_settings=CONTEXT)
+@click.option("--model", "model_ref", default="textbook-momentum", show_default=True,
+              help="A variant name (see 'ablate') or a checkpoint file.")
+@click.option("--target", default="next-digit", show_default=True,
+              help=f"{', '.join(TARGET_MODES)}, or a digit 0-9.")
+@click.option("--steps", type=click.IntRange(min=0), default=10_000, show_default=True)
+@click.option("--eta", type=float, default=0.1, show_default=True, help="Step size, in normalized units (the study's).")
+@click.option("--lam", type=float, default=0.05, show_default=True, help="Pull toward the reference image.")
+@click.option("--init", type=click.Choice(["noise", "reference"]), default="noise", show_default=True)
+@click.option("--per-class", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Attack the first N test images of each digit.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the noise and of random targets.")
+@click.option("--clip/--no-clip", default=True, show_default=True,
+              help="Keep iterates in [0, 1] (--no-clip: the study).")
+@click.option("--early-stop", type=click.FloatRange(0, 1, min_open=True), default=None,
+              help="Stop a sample once its target probability reaches this.")
+@click.option("--keep-best", is_flag=True, help="Return the successful iterate closest to the reference.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("reports") / "attack",
+              show_default=True, help="Results go to OUT/<model>/.")
+@click.option("--checkpoints", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_CHECKPOINTS,
+              show_default=True)
+@data_options
+@handle_errors
+def attack(model_ref: str, target: str, steps: int, eta: float, lam: float, init: str, per_class: int, seed: int,
+           clip: bool, early_stop: float | None, keep_best: bool, out: Path, checkpoints: Path, **common: Any) -> None:
+    """Turn digits into other digits with the study's regularized gradient descent.
+
+    By default: the first test image of each digit, toward the next digit (7 → 8),
+    10,000 steps from noise, as in the study. Writes a gallery, one PNG per
+    adversarial image and results.json/.csv/.md to OUT/<model>/.
+
+    Example: robustdigits attack --model textbook-momentum --target next-digit --steps 2000
+    """
+    config = AttackConfig(target=target, steps=steps, eta=eta, lam=lam, init=init, per_class=per_class, seed=seed,
+                          clip=clip, early_stop=early_stop, keep_best=keep_best)
+    data, device = setup(**common)
+    name, model = load_model(model_ref, data, checkpoints, device)
+    batches = -(-10 * per_class // config.batch_size)
+    with make_progress() as progress:
+        task = progress.add_task(f"attack {name}", total=steps * batches, info="steps")
+        outcome = run_experiment(model, data, config, device=device,
+                                 progress=lambda k: progress.advance(task, k))
+    paths = write_experiment_report(outcome, out / name, model_name=name, data=data, device=device)
+    table = Table(title=f"{name}: {target}, {steps:,} steps, init {init}")
+    for column in ("true", "target", "predicted", "target conf.", "L2", "L∞", "first step"):
+        table.add_column(column, justify="right")
+    for r in outcome.records():
+        style = "green" if r["success"] else "red"
+        first = str(r["first_step"]) if r["first_step"] >= 0 else "never"
+        table.add_row(str(r["true"]), str(r["target"]), f"[{style}]{r['predicted']}[/]",
+                      f"{r['target_confidence']:.3f}", f"{r['l2']:.3f}", f"{r['linf']:.3f}", first)
+    console.print(table)
+    console.print(f"reached the target: {sum(r['success'] for r in outcome.records())} of {len(outcome.labels)}; "
+                  f"wrote {paths[0]} and {len(paths) - 1} more files in {out / name}")
+
+
+@main.command(context_settings=CONTEXT)
+@click.option("--models", default="all", show_default=True,
+              help="Comma-separated variant names or checkpoints, or all.")
+@click.option("--attacks", default="all", show_default=True,
+              help=f"Comma-separated from {', '.join(ATTACKS)}, or all.")
+@click.option("--n", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Attack the first N test images.")
+@click.option("--target", default="next-digit", show_default=True, help="Targets of the targeted attacks.")
+@click.option("--eps", type=float, default=0.3, show_default=True, help="L∞ budget of FGSM and PGD (pixels).")
+@click.option("--rgd-steps", type=click.IntRange(min=1), default=200, show_default=True,
+              help="Most steps of our attack (it stops a sample at target probability 0.5).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("reports"), show_default=True)
+@click.option("--checkpoints", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_CHECKPOINTS,
+              show_default=True)
+@data_options
+@handle_errors
+def bench(models: str, attacks: str, n: int, target: str, eps: float, rgd_steps: int, out: Path, checkpoints: Path,
+          **common: Any) -> None:
+    """Our attack beside ART's FGSM, PGD, C&W and DeepFool on every model variant.
+
+    Reports clean accuracy, success rate, L2 / L∞ perturbations and time per image, plus
+    FGSM and PGD robust-accuracy-vs-ε curves; writes bench.md/.csv/.json and PNGs to OUT.
+    Variants not trained yet are trained first.
+
+    Example: robustdigits bench --models all --attacks all --n 1000
+    """
+    chosen = ATTACKS if attacks == "all" else tuple(a.strip() for a in attacks.split(","))
+    config = BenchConfig(n=n, target=target, eps=eps, rgd_steps=rgd_steps, attacks=chosen)
+    refs = variant_names() if models == "all" else [m.strip() for m in models.split(",")]
+    data, device = setup(**common)
+    loaded = [load_model(ref, data, checkpoints, device) for ref in refs]
+    with make_progress() as progress:
+        task = progress.add_task("bench", total=len(loaded) * (len(chosen) + 2), info="")
+
+        def step(label: str) -> None:
+            progress.update(task, info=label)
+            progress.advance(task)
+
+        result = run_bench(loaded, data, config, device=device, progress=step)
+    paths = write_bench_report(result, config, data, out, device)
+    table = Table(title=f"{len(loaded)} models × {len(chosen)} attacks on the first {min(n, data.info.n_test):,} "
+                        f"{data.info.name} test images")
+    columns = ["model", "attack", "mode", "clean %", "success %", "med. L2", "mean L2", "med. L∞", "mean L∞", "ms/img"]
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("model", "attack", "mode") else "right")
+    for row in bench_rows(result):
+        table.add_row(*(fmt(v) for v in row))
+    console.print(table)
+    console.print("wrote " + ", ".join(str(p) for p in paths))

@@ -7,7 +7,7 @@ written atomically.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +58,7 @@ def plot_gallery(
     """Rows of reference | adversarial | difference (images (N, 28, 28) in [0, 1]).
     ``labels[i]`` captions row i, e.g. ``"7 → 8 (pred 8, 0.99)"``."""
     n = len(references)
-    fig = Figure(figsize=(4.8, 1.6 * n + 0.4))
+    fig = Figure(figsize=(4.8, 1.6 * n + 0.4), layout="constrained")
     axes = fig.subplots(n, 3, squeeze=False)
     for i in range(n):
         diff = adversarials[i] - references[i]
@@ -78,7 +78,7 @@ def plot_gallery(
 
 def plot_curves(
     x: Sequence[float],
-    curves: dict[str, Sequence[float]],
+    curves: Mapping[str, Sequence[float]],
     path: str | os.PathLike[str],
     *,
     title: str,

@@ -23,8 +23,8 @@ def data() -> MNISTData:
 
 @pytest.fixture(scope="session")
 def trained(data: MNISTData) -> TrainResult:
-    """TextbookNet with momentum after 300 SGD steps (about 12 s on one core)."""
-    return train(ModelSpec("textbook"), TrainConfig(steps=300, momentum=0.5), data, device=CPU)
+    """TextbookNet with momentum after 600 SGD steps (about 25 s on one core)."""
+    return train(ModelSpec("textbook"), TrainConfig(steps=600, momentum=0.5), data, device=CPU)
 
 
 @pytest.fixture(scope="session")

@@ -106,3 +106,74 @@ def test_python_dash_m_works():
 
 def test_commands_are_click_commands():
     assert all(isinstance(main.commands[c], click.Command) for c in COMMANDS)
+
+
+@pytest.fixture()
+def tutorial_checkpoint(runner, tmp_path):
+    result = runner.invoke(main, ["train", "--model", "tutorial", "--steps", "60", "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    return "checkpoints/tutorial.pt"
+
+
+def test_attack_writes_gallery_images_and_results(runner, tmp_path, tutorial_checkpoint):
+    result = runner.invoke(main, ["attack", "--model", tutorial_checkpoint, "--steps", "40", "--init", "reference",
+                                  "--target", "previous-digit", "--out", "atk"])
+    assert result.exit_code == 0, result.output
+    assert "reached the target:" in result.output and "first step" in result.output
+    folder = tmp_path / "atk" / "tutorial"
+    records = json.loads((folder / "results.json").read_text())["records"]
+    assert [r["true"] for r in records] == list(range(10))
+    assert [r["target"] for r in records] == [9, 0, 1, 2, 3, 4, 5, 6, 7, 8]
+    for r in records:
+        assert 0 < r["l2"] and 0 < r["linf"] <= 1 and 0 <= r["target_confidence"] <= 1
+        assert r["success"] == (r["predicted"] == r["target"])
+        assert (folder / f"adv_{r['test_index']}_{r['true']}to{r['target']}.png").read_bytes()[:4] == b"\x89PNG"
+    assert (folder / "gallery.png").stat().st_size > 10_000
+    csv_lines = (folder / "results.csv").read_text().splitlines()
+    assert csv_lines[0] == "test index,true,target,predicted,target confidence,L2,L∞,first step"
+    assert len(csv_lines) == 11
+
+
+def test_attack_rejects_bad_options(runner, tutorial_checkpoint):
+    result = runner.invoke(main, ["attack", "--model", tutorial_checkpoint, "--target", "eleven"])
+    assert result.exit_code == 1 and "unknown target 'eleven'" in result.output
+    result = runner.invoke(main, ["attack", "--model", tutorial_checkpoint, "--eta", "0"])
+    assert result.exit_code == 1 and "learning_rate must be > 0" in result.output
+    result = runner.invoke(main, ["attack", "--model", tutorial_checkpoint, "--early-stop", "1.5"])
+    assert result.exit_code == 2 and "--early-stop" in result.output
+
+
+def test_bench_scores_every_attack_and_draws_sweeps(runner, tmp_path, tutorial_checkpoint):
+    result = runner.invoke(main, ["bench", "--models", tutorial_checkpoint, "--n", "12", "--out", "b"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "b" / "bench.json").read_text())
+    rows = report["records"]
+    assert [r["attack"] for r in rows] == ["rgd", "fgsm", "pgd", "cw", "deepfool"]
+    assert [r["targeted"] for r in rows] == [True, True, True, True, False]
+    for r in rows:
+        assert r["model"] == "tutorial" and r["score"]["n"] == 12
+        assert 0 <= r["score"]["success_rate"] <= 100 and r["seconds_per_image"] > 0
+    pgd = next(r for r in rows if r["attack"] == "pgd")["score"]
+    assert pgd["success_rate"] == 0 or pgd["median_linf"] <= 0.3 + 1e-5  # PGD respects its L∞ budget
+    sweep = report["meta"]["sweep_robust_accuracy"]
+    assert len(sweep["fgsm"]["tutorial"]) == 7 and sweep["pgd"]["tutorial"][0] == rows[0]["clean_accuracy"]
+    assert sweep["pgd"]["tutorial"][-1] <= sweep["pgd"]["tutorial"][0]
+    md = (tmp_path / "b" / "bench.md").read_text()
+    assert "| tutorial | deepfool | untargeted |" in md
+    for attack in ("fgsm", "pgd"):
+        assert (tmp_path / "b" / f"bench_{attack}_sweep.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_bench_trains_a_missing_variant_first(runner, tmp_path, monkeypatch):
+    import robustdigits.ablation
+
+    monkeypatch.setattr(robustdigits.ablation, "study_steps", lambda epochs, batch: 20)  # a tiny budget
+    result = runner.invoke(main, ["bench", "--models", "tutorial", "--attacks", "fgsm", "--n", "5", "--out", "b"])
+    assert result.exit_code == 0, result.output
+    assert "tutorial is not trained on embedded data yet: training it now" in result.output
+    assert list((tmp_path / "checkpoints").glob("embedded-*/tutorial-seed1.pt"))
+
+
+def test_bench_rejects_unknown_attack(runner, tutorial_checkpoint):
+    result = runner.invoke(main, ["bench", "--models", tutorial_checkpoint, "--attacks", "jsma"])
+    assert result.exit_code == 1 and "unknown attack 'jsma'; choose from: rgd, fgsm" in result.output

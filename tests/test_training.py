@@ -16,10 +16,10 @@ SHORT = TrainConfig(steps=20, batch_size=32, log_interval=5)
 
 
 def test_short_training_is_far_above_chance(trained):
-    # 300 steps of TextbookNet on the embedded data; chance is 10 %.
-    assert trained.final.accuracy > 85.0
+    # 600 steps of TextbookNet on the embedded data; chance is 10 %.
+    assert trained.final.accuracy > 90.0
     assert trained.final.total == 2000
-    assert len(trained.metrics["train_loss"]) == 30
+    assert len(trained.metrics["train_loss"]) == 60
     assert trained.metrics["train_loss"][-1] < trained.metrics["train_loss"][0] / 3
 
 

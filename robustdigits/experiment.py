@@ -1,0 +1,139 @@
+"""The study's attack experiment: turn the first test image of each digit into another."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from attacks.regularized_gd import RegularizedGradientDescent
+
+from .art_bridge import make_classifier
+from .datasets import MNISTData
+from .loader import MNIST_MEAN, MNIST_STD
+from .plots import plot_gallery, save_image
+from .reports import machine_info, machine_line, write_report
+from .scoring import perturbation_norms
+from .targets import target_classes
+
+
+@dataclass(frozen=True)
+class AttackConfig:
+    """The study's defaults; η, λ and the noise are in its normalized units."""
+
+    target: str = "next-digit"  # see robustdigits.targets
+    steps: int = 10_000
+    eta: float = 0.1  # step size (normalized units)
+    lam: float = 0.05  # pull toward the reference
+    init: str = "noise"  # "noise" (N(0.5, 0.3) normalized) or "reference"
+    per_class: int = 1  # the first per_class test images of each digit
+    seed: int = 0  # noise and random targets
+    clip: bool = True  # clip iterates to [0, 1] pixels (False: the study)
+    early_stop: float | None = None  # target probability that stops a sample
+    keep_best: bool = False
+    batch_size: int = 128
+
+    def __post_init__(self) -> None:
+        if isinstance(self.per_class, bool) or not isinstance(self.per_class, int) or self.per_class < 1:
+            raise ValueError(f"per_class must be an int >= 1, got {self.per_class!r}")
+
+
+def first_per_class(labels: np.ndarray, per_class: int) -> np.ndarray:
+    """Indices of the first ``per_class`` images of each digit, digit by digit."""
+    chosen = []
+    for digit in range(10):
+        found = np.flatnonzero(labels == digit)[:per_class]
+        if len(found) < per_class:
+            raise ValueError(f"the test split has only {len(found)} images of digit {digit}; lower per_class")
+        chosen.append(found)
+    return np.concatenate(chosen)
+
+
+def build_attack(classifier: Any, config: AttackConfig) -> RegularizedGradientDescent:
+    return RegularizedGradientDescent.from_normalized(
+        classifier, mean=MNIST_MEAN, std=MNIST_STD, learning_rate=config.eta, penalty=config.lam,
+        max_iter=config.steps, init=config.init, seed=config.seed, clip=config.clip,
+        early_stop=config.early_stop, keep_best=config.keep_best, batch_size=config.batch_size,
+    )
+
+
+@dataclass
+class AttackOutcome:
+    config: AttackConfig
+    indices: np.ndarray  # into the test split
+    labels: np.ndarray
+    targets: np.ndarray
+    predicted: np.ndarray
+    target_confidence: np.ndarray  # softmax probability of the target
+    l2: np.ndarray  # pixel units
+    linf: np.ndarray
+    first_step: np.ndarray  # first step classified as the target, -1 never
+    x_ref: np.ndarray  # (N, 1, 28, 28) pixels
+    x_adv: np.ndarray
+
+    def records(self) -> list[dict[str, Any]]:
+        return [
+            {"test_index": int(i), "true": int(t), "target": int(g), "predicted": int(p),
+             "target_confidence": float(c), "l2": float(a), "linf": float(b), "first_step": int(s),
+             "success": bool(p == g)}
+            for i, t, g, p, c, a, b, s in zip(self.indices, self.labels, self.targets, self.predicted,
+                                               self.target_confidence, self.l2, self.linf, self.first_step)
+        ]
+
+
+def run_experiment(
+    model: torch.nn.Module,
+    data: MNISTData,
+    config: AttackConfig,
+    *,
+    device: torch.device,
+    progress: Callable[[int], None] | None = None,
+) -> AttackOutcome:
+    """Attack the first ``per_class`` test images of every digit toward their targets."""
+    classifier = make_classifier(model, device)
+    labels_all = data.test_labels.numpy()
+    indices = first_per_class(labels_all, config.per_class)
+    x_ref = (data.test_images[indices].numpy()[:, None] / 255.0).astype(np.float32)
+    labels = labels_all[indices]
+    logits = classifier.predict(x_ref) if config.target == "least-likely" else None
+    targets = target_classes(config.target, labels, logits, seed=config.seed)
+    attack = build_attack(classifier, config)
+    x_adv = attack.generate(x_ref, targets, progress=progress)
+    probs = torch.from_numpy(classifier.predict(x_adv)).softmax(1).numpy()
+    l2, linf = perturbation_norms(x_ref, x_adv)
+    return AttackOutcome(config, indices, labels, targets, probs.argmax(1),
+                         probs[np.arange(len(targets)), targets], l2, linf, attack.success_step_, x_ref, x_adv)
+
+
+COLUMNS = ["test index", "true", "target", "predicted", "target confidence", "L2", "L∞", "first step"]
+
+
+def write_experiment_report(outcome: AttackOutcome, out_dir: str | os.PathLike[str], *, model_name: str,
+                            data: MNISTData, device: torch.device) -> list[Path]:
+    """``gallery.png``, ``adv_<index>_<true>to<target>.png`` and ``results.json/.csv/.md``."""
+    out = Path(out_dir)
+    records = outcome.records()
+    captions = [f"{r['true']} → {r['target']}: pred {r['predicted']} ({r['target_confidence']:.2f})" for r in records]
+    paths = [plot_gallery(outcome.x_ref[:, 0], outcome.x_adv[:, 0], captions, out / "gallery.png",
+                          title=f"{model_name}: {outcome.config.target}, {outcome.config.steps:,} steps")]
+    for r, image in zip(records, outcome.x_adv[:, 0]):
+        paths.append(save_image(image, out / f"adv_{r['test_index']}_{r['true']}to{r['target']}.png"))
+    rows = [[r["test_index"], r["true"], r["target"], r["predicted"], r["target_confidence"], r["l2"], r["linf"],
+             r["first_step"]] for r in records]
+    success = sum(r["success"] for r in records)
+    machine = machine_info(device)
+    notes = [f"Model: {model_name}. Dataset: {data.info.short}.",
+             f"Config: {dataclasses.asdict(outcome.config)} (η, λ and noise in normalized units).",
+             f"Reached the target: {success} of {len(records)}. Distances in pixel units ([0, 1]).",
+             f"Machine: {machine_line(machine)}."]
+    meta = {"model": model_name, "dataset": dataclasses.asdict(data.info),
+            "config": dataclasses.asdict(outcome.config), "machine": machine}
+    paths += write_report(out, "results", title=f"Regularized gradient descent on {model_name}", notes=notes,
+                          columns=COLUMNS, rows=rows, records=records, meta=meta)
+    return paths

@@ -1,0 +1,44 @@
+"""One way to score every attack (foolbox's criteria): success and perturbation size."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+def is_adversarial(predictions: np.ndarray, labels: np.ndarray, targets: np.ndarray | None) -> np.ndarray:
+    """Targeted: predicted as the target. Untargeted (``targets=None``): not predicted as
+    the true label. Arrays (N,) of class indices; returns bool (N,)."""
+    if targets is not None:
+        return predictions == targets
+    return predictions != labels
+
+
+def perturbation_norms(x: np.ndarray, x_adv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-sample L2 and L∞ distance in pixel units ([0, 1] scale), each (N,)."""
+    delta = (x_adv - x).reshape(len(x), -1).astype(np.float64)
+    return np.linalg.norm(delta, axis=1), np.abs(delta).max(axis=1, initial=0.0)
+
+
+@dataclass(frozen=True)
+class Score:
+    n: int
+    success_rate: float  # percent of all samples
+    median_l2: float | None  # over successful samples; None when none succeeded
+    mean_l2: float | None
+    median_linf: float | None
+    mean_linf: float | None
+
+
+def summarize(success: np.ndarray, l2: np.ndarray, linf: np.ndarray) -> Score:
+    ok = np.asarray(success, dtype=bool)
+
+    def stat(f: Callable[[np.ndarray], Any], a: np.ndarray) -> float | None:
+        return float(f(a[ok])) if ok.any() else None
+
+    return Score(n=len(ok), success_rate=100.0 * float(ok.mean()) if len(ok) else 0.0,
+                 median_l2=stat(np.median, l2), mean_l2=stat(np.mean, l2),
+                 median_linf=stat(np.median, linf), mean_linf=stat(np.mean, linf))

@@ -1,0 +1,61 @@
+"""Target mapping and the shared scoring of attacks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from robustdigits.scoring import is_adversarial, perturbation_norms, summarize
+from robustdigits.targets import target_classes
+
+LABELS = np.arange(10)
+
+
+def test_next_and_previous_digit():
+    assert target_classes("next-digit", LABELS).tolist() == [1, 2, 3, 4, 5, 6, 7, 8, 9, 0]
+    assert target_classes("previous-digit", LABELS).tolist() == [9, 0, 1, 2, 3, 4, 5, 6, 7, 8]
+
+
+def test_random_is_seeded_and_never_the_true_class():
+    labels = np.repeat(LABELS, 100)
+    a, b = target_classes("random", labels, seed=3), target_classes("random", labels, seed=3)
+    assert np.array_equal(a, b) and not np.any(a == labels)
+    assert set(a.tolist()) == set(range(10))
+    assert not np.array_equal(a, target_classes("random", labels, seed=4))
+
+
+def test_least_likely_uses_the_logits():
+    logits = np.eye(10)[[3, 4]] * -5.0
+    assert target_classes("least-likely", np.array([0, 1]), logits).tolist() == [3, 4]
+    with pytest.raises(ValueError, match="needs the model's logits"):
+        target_classes("least-likely", LABELS)
+
+
+def test_fixed_digit_and_unknown_mode():
+    assert target_classes("7", LABELS[:3]).tolist() == [7, 7, 7]
+    with pytest.raises(ValueError, match=r"unknown target 'eleven'; choose one of: next-digit"):
+        target_classes("eleven", LABELS)
+    with pytest.raises(ValueError, match="unknown target '12'"):
+        target_classes("12", LABELS)
+
+
+def test_is_adversarial_targeted_and_untargeted():
+    pred, labels, targets = np.array([1, 2, 3]), np.array([0, 2, 2]), np.array([1, 3, 3])
+    assert is_adversarial(pred, labels, targets).tolist() == [True, False, True]
+    assert is_adversarial(pred, labels, None).tolist() == [True, False, True]
+    assert is_adversarial(np.array([2]), np.array([1]), np.array([3])).tolist() == [False]
+
+
+def test_norms_and_summary_count_only_successes():
+    x = np.zeros((3, 1, 2, 2), np.float32)
+    adv = x.copy()
+    adv[0, 0, 0, 0] = 0.3
+    adv[0, 0, 1, 1] = 0.4
+    adv[1] = 0.1
+    l2, linf = perturbation_norms(x, adv)
+    np.testing.assert_allclose(l2, [0.5, 0.2, 0.0], atol=1e-7)
+    np.testing.assert_allclose(linf, [0.4, 0.1, 0.0], atol=1e-7)
+    score = summarize(np.array([True, True, False]), l2, linf)
+    assert score.success_rate == pytest.approx(200 / 3)
+    assert score.median_l2 == pytest.approx(0.35) and score.mean_linf == pytest.approx(0.25)
+    assert summarize(np.array([False]), l2[:1], linf[:1]).median_l2 is None
