@@ -182,10 +182,12 @@ def test_torch_path_and_estimator_path_agree(classifier, study_images, monkeypat
 def test_no_grad_left_on_the_model_and_mode_restored(classifier, study_images, model):
     model.zero_grad(set_to_none=True)
     model.train()
+    onednn = torch.backends.mkldnn.enabled
     try:
         RegularizedGradientDescent(classifier, max_iter=5, seed=0).generate(*study_images)
         assert model.training
         assert all(p.grad is None for p in model.parameters())
+        assert torch.backends.mkldnn.enabled == onednn  # turned off for the small batch, then restored
     finally:
         model.eval()
 
