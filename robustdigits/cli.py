@@ -25,9 +25,8 @@ from . import __version__
 from .ablation import BUDGETS, AblationConfig, checkpoint_path, ensure_variant, run_ablation, write_ablation_report
 from .bench import ATTACKS, BenchConfig, run_bench, write_bench_report
 from .bench import table_rows as bench_rows
-from .checkpoints import CheckpointError
 from .config import ModelSpec, TrainConfig
-from .datasets import DataError, MNISTData, load_mnist
+from .datasets import MNISTData, load_mnist
 from .devices import DEVICE_CHOICES, resolve_device
 from .evaluation import evaluate as evaluate_model
 from .experiment import AttackConfig, run_experiment, write_experiment_report
@@ -53,10 +52,11 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except (DataError, CheckpointError, ValueError, TypeError) as e:
+        except ValueError as e:  # DataError, CheckpointError and parameter checks
             raise click.ClickException(str(e)) from e
         except KeyboardInterrupt:
-            err_console.print("interrupted: the last complete checkpoint is intact; rerun to resume")
+            err_console.print("interrupted: no half-written file was left; the last complete checkpoint "
+                              "is intact (rerun ablate, or train with --resume, to continue)")
             raise SystemExit(130) from None
 
     return wrapper
@@ -122,7 +122,10 @@ class EpochBars:
 def main() -> None:
     """Train the classic MNIST networks, attack them, and see the result.
 
-    Example: robustdigits ablate   (trains the study's nine variants on the embedded data)
+    \b
+    Example:
+      robustdigits ablate          # the study's nine variants on the embedded data
+      robustdigits attack          # its attack on the first test image of each digit
     """
 
 
@@ -151,7 +154,9 @@ def train(model: str, dropout: float | None, epochs: int, steps: int | None, bat
           checkpoint: Path | None, resume: bool, overwrite: bool, out: Path, **common: Any) -> None:
     """Train one network with SGD; the defaults are the study's.
 
-    Example: robustdigits train --model textbook --momentum 0.5 --dropout 0.1 --epochs 3
+    \b
+    Example:
+      robustdigits train --model textbook --momentum 0.5 --dropout 0.1 --epochs 3
     """
     spec = ModelSpec(model, {} if dropout is None else {"dropout": dropout})
     config = TrainConfig(epochs=epochs, steps=steps, batch_size=batch_size, test_batch_size=test_batch_size,
@@ -187,7 +192,9 @@ def evaluate(model_ref: str, checkpoints: Path, **common: Any) -> None:
 
     CHECKPOINT is a checkpoint file or a variant name trained by 'ablate'.
 
-    Example: robustdigits evaluate textbook-momentum
+    \b
+    Example:
+      robustdigits evaluate textbook-momentum
     """
     data, device = setup(**common)
     ckpt = resolve_checkpoint(model_ref, data.info, checkpoints)
@@ -226,7 +233,9 @@ def ablate(budget: str, epochs: int, seeds: int, variants: str, out: Path, check
     Writes ablation.md/.csv/.json and loss_<variant>.png to --out. Finished checkpoints
     are reused and unfinished ones resumed, so an interrupted run picks up where it stopped.
 
-    Example: robustdigits ablate --seeds 3 --out reports
+    \b
+    Example:
+      robustdigits ablate --seeds 3 --out reports
     """
     chosen = VARIANTS if variants == "all" else tuple(get_variant(v.strip()) for v in variants.split(","))
     config = AblationConfig(budget=budget, epochs=epochs, seeds=seeds)
@@ -305,7 +314,9 @@ def attack(model_ref: str, target: str, steps: int, eta: float, lam: float, init
     10,000 steps from noise, as in the study. Writes a gallery, one PNG per
     adversarial image and results.json/.csv/.md to OUT/<model>/.
 
-    Example: robustdigits attack --model textbook-momentum --target next-digit --steps 2000
+    \b
+    Example:
+      robustdigits attack --model textbook-momentum --target next-digit --steps 2000
     """
     config = AttackConfig(target=target, steps=steps, eta=eta, lam=lam, init=init, per_class=per_class, seed=seed,
                           clip=clip, early_stop=early_stop, keep_best=keep_best)
@@ -354,7 +365,9 @@ def bench(models: str, attacks: str, n: int, target: str, eps: float, rgd_steps:
     FGSM and PGD robust-accuracy-vs-ε curves; writes bench.md/.csv/.json and PNGs to OUT.
     Variants not trained yet are trained first.
 
-    Example: robustdigits bench --models all --attacks all --n 1000
+    \b
+    Example:
+      robustdigits bench --models all --attacks all --n 1000
     """
     chosen = ATTACKS if attacks == "all" else tuple(a.strip() for a in attacks.split(","))
     config = BenchConfig(n=n, target=target, eps=eps, rgd_steps=rgd_steps, attacks=chosen)

@@ -193,6 +193,8 @@ def load_idx(root: str | os.PathLike[str]) -> MNISTData:
     """Load the four MNIST IDX files from ``root`` or ``root/MNIST/raw``."""
     folder = find_idx_dir(root)
     if folder is None:
+        if Path(root).is_file():
+            raise DataError(f"--data {root} is a file; pass the folder that holds the four MNIST IDX files")
         if not Path(root).is_dir():
             raise DataError(f"data directory {root} does not exist; {DOWNLOAD_HINT}")
         raise DataError(

@@ -28,7 +28,7 @@ def test_every_command_has_help_with_an_example(runner, command, flag):
     args = [flag] if command is None else [command, flag]
     result = runner.invoke(main, args)
     assert result.exit_code == 0, result.output
-    assert "Example: robustdigits" in result.output
+    assert "Example:\n    robustdigits" in result.output
 
 
 def test_train_then_evaluate(runner, tmp_path):

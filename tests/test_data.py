@@ -136,6 +136,12 @@ def test_idx_missing_directory(tmp_path):
         load_idx(tmp_path / "nope")
 
 
+def test_idx_file_instead_of_directory(tmp_path):
+    (tmp_path / "train-images-idx3-ubyte").write_bytes(b"")
+    with pytest.raises(DataError, match=r"is a file; pass the folder that holds the four MNIST IDX files"):
+        load_idx(tmp_path / "train-images-idx3-ubyte")
+
+
 def test_idx_empty_directory_lists_expected_files(tmp_path):
     with pytest.raises(DataError, match=r"no MNIST IDX files in .*train-images-idx3-ubyte"):
         load_idx(tmp_path)
