@@ -16,13 +16,13 @@ import time
 import numpy as np
 import torch
 from art.attacks.evasion import ProjectedGradientDescent
+from common import parse
 
 from attacks.regularized_gd import RegularizedGradientDescent
 from robustdigits.art_bridge import make_classifier
 from robustdigits.checkpoints import load_checkpoint
 from robustdigits.config import ModelSpec, TrainConfig
 from robustdigits.datasets import load_embedded
-from robustdigits.devices import resolve_device
 from robustdigits.experiment import first_per_class
 from robustdigits.loader import MNIST_MEAN, MNIST_STD
 from robustdigits.reference import study_attack
@@ -52,12 +52,7 @@ def main() -> None:
     parser.add_argument("--large-steps", type=int, default=20)
     parser.add_argument("--pgd-batch", type=int, default=128)
     parser.add_argument("--pgd-steps", type=int, default=50)
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--device", default="cpu")
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
+    args, device = parse(parser)
     data = load_embedded()
     if args.checkpoint:
         model = load_checkpoint(args.checkpoint).build_model(device)

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from common import parse
 from torch.utils.data import DataLoader
 from torchvision import datasets, transforms
 
 from robustdigits.datasets import load_embedded, write_idx
-from robustdigits.devices import resolve_device
 from robustdigits.loader import MNIST_MEAN, MNIST_STD, TensorLoader
 from robustdigits.models import get_model
 from robustdigits.reports import machine_info, machine_line
@@ -64,12 +64,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=150, help="SGD steps per timed run")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; the median is reported")
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--device", default="cpu")
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
+    args, device = parse(parser)
     data = load_embedded()
     print(f"machine: {machine_line(machine_info(device))}; run alone")
     print(f"data: {data.info.short}; batch 64, {args.steps} steps per run, median of {args.rounds} rounds\n")

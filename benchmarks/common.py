@@ -1,0 +1,19 @@
+"""What both benchmark scripts share: --threads and --device, parsed once."""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from robustdigits.devices import resolve_device
+
+
+def parse(parser: argparse.ArgumentParser) -> tuple[argparse.Namespace, torch.device]:
+    """Add --threads and --device to ``parser``, parse, apply the thread count."""
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return args, resolve_device(args.device)
