@@ -203,14 +203,14 @@ def evaluate(model_ref: str, checkpoints: Path, **common: Any) -> None:
     loader = TensorLoader(data.test_images, data.test_labels, batch_size=ckpt.train_config.test_batch_size,
                           shuffle=False, device=device)
     result = evaluate_model(ckpt.build_model(device), loader)
-    table = Table(title=f"{ckpt.path}: per-digit accuracy")
+    table = Table(title=f"{model_ref}: per-digit accuracy")
     for column in ("digit", "correct", "images", "accuracy (%)"):
         table.add_column(column, justify="right")
     for digit, (c, t, a) in enumerate(zip(result.per_class_correct, result.per_class_total, result.per_class_accuracy)):
         table.add_row(str(digit), str(c), str(t), fmt(a))
     table.add_row("all", str(result.correct), str(result.total), fmt(result.accuracy), style="bold")
     console.print(table)
-    console.print(f"test accuracy {result.accuracy:.2f}%  test loss {result.loss:.4f}")
+    console.print(f"test accuracy {result.accuracy:.2f}%  test loss {result.loss:.4f}\ncheckpoint: {ckpt.path}")
 
 
 @main.command(context_settings=CONTEXT)

@@ -177,3 +177,31 @@ def test_bench_trains_a_missing_variant_first(runner, tmp_path, monkeypatch):
 def test_bench_rejects_unknown_attack(runner, tutorial_checkpoint):
     result = runner.invoke(main, ["bench", "--models", tutorial_checkpoint, "--attacks", "jsma"])
     assert result.exit_code == 1 and "unknown attack 'jsma'; choose from: rgd, fgsm" in result.output
+
+
+def test_cuda_without_cuda_is_a_clear_error(runner, monkeypatch):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    result = runner.invoke(main, ["train", "--device", "cuda", "--steps", "5"])
+    assert result.exit_code == 1
+    assert "device 'cuda' requested but CUDA is not available; use --device cpu" in result.output
+
+
+def test_ctrl_c_exits_130_and_keeps_the_last_checkpoint(runner, tmp_path, monkeypatch):
+    import robustdigits.training
+
+    real_event = robustdigits.training.TrainEvent
+
+    def interrupt_in_epoch_two(kind, epoch, *args, **kwargs):  # stands in for TrainEvent
+        if kind == "step" and epoch == 1:
+            raise KeyboardInterrupt
+        return real_event(kind, epoch, *args, **kwargs)
+
+    monkeypatch.setattr(robustdigits.training, "TrainEvent", interrupt_in_epoch_two)
+    result = runner.invoke(main, ["train", "--model", "tutorial", "--epochs", "2", "--batch-size", "500"])
+    assert result.exit_code == 130
+    assert "interrupted: no half-written file was left" in result.output
+    from robustdigits.checkpoints import load_checkpoint
+
+    saved = load_checkpoint(tmp_path / "checkpoints" / "tutorial.pt")
+    assert (saved.epoch, saved.step, saved.complete) == (1, 16, False)
+    assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["tutorial.pt"]
