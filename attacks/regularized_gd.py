@@ -205,14 +205,19 @@ class RegularizedGradientDescent(EvasionAttack):
 
         return isinstance(self.estimator, PyTorchClassifier) and bool(self.estimator.all_framework_preprocessing)
 
-    def _step(self, x: torch.Tensor, x_ref: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    def _bounds(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The estimator's clip_values as tensors, made once per batch; None when not clipping."""
+        if not self.clip or self.estimator.clip_values is None:
+            return None
+        lo, hi = (torch.as_tensor(np.asarray(v), dtype=like.dtype, device=like.device)
+                  for v in self.estimator.clip_values)
+        return lo, hi
+
+    def _step(self, x: torch.Tensor, x_ref: torch.Tensor, grad: torch.Tensor,
+              bounds: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
         direction = grad if self.targeted else -grad
         x = x - self.learning_rate * (direction + self.penalty * (x - x_ref))
-        if self.clip and self.estimator.clip_values is not None:
-            lo, hi = (torch.as_tensor(np.asarray(v), dtype=x.dtype, device=x.device)
-                      for v in self.estimator.clip_values)
-            x = torch.minimum(torch.maximum(x, lo), hi)
-        return x
+        return x if bounds is None else torch.minimum(torch.maximum(x, bounds[0]), bounds[1])
 
     def _run_torch(self, x0: np.ndarray, x_ref: np.ndarray, labels: np.ndarray,
                    progress: Callable[[int], None] | None) -> tuple[np.ndarray, np.ndarray]:
@@ -233,6 +238,7 @@ class RegularizedGradientDescent(EvasionAttack):
         ref = torch.from_numpy(x_ref).to(est.device)
         y = torch.from_numpy(labels).to(est.device)
         tracker = _Tracker(ref, y, self)
+        bounds = self._bounds(x)
         for step in range(self.max_iter + 1):
             idx = tracker.active.nonzero().squeeze(1)
             if len(idx) == 0:
@@ -246,7 +252,7 @@ class RegularizedGradientDescent(EvasionAttack):
             loss = F.cross_entropy(logits, y[idx], reduction="sum")
             (grad,) = torch.autograd.grad(loss, xa)
             keep = tracker.active[idx].view(-1, *[1] * (x.dim() - 1))
-            x[idx] = torch.where(keep, self._step(xa.detach(), ref[idx], grad), xa.detach())
+            x[idx] = torch.where(keep, self._step(xa.detach(), ref[idx], grad, bounds), xa.detach())
             if progress:
                 progress(1)
         if progress and step < self.max_iter:
@@ -264,6 +270,7 @@ class RegularizedGradientDescent(EvasionAttack):
         y = torch.from_numpy(labels)
         one_hot = np.eye(est.nb_classes, dtype=np.float32)[labels]
         tracker = _Tracker(ref, y, self)
+        bounds = self._bounds(x)
         for step in range(self.max_iter + 1):
             idx = tracker.active.nonzero().squeeze(1)
             if len(idx) == 0:
@@ -276,7 +283,7 @@ class RegularizedGradientDescent(EvasionAttack):
             grad = torch.from_numpy(np.asarray(est.loss_gradient(xa.numpy(), one_hot[idx.numpy()]), dtype=np.float32))
             grad = grad if summed else grad * len(idx)
             keep = tracker.active[idx].view(-1, *[1] * (x.dim() - 1))
-            x[idx] = torch.where(keep, self._step(xa, ref[idx], grad), xa)
+            x[idx] = torch.where(keep, self._step(xa, ref[idx], grad, bounds), xa)
             if progress:
                 progress(1)
         if progress and step < self.max_iter:

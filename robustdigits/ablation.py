@@ -17,7 +17,7 @@ from .datasets import DatasetInfo, MNISTData
 from .plots import plot_loss_curve
 from .reports import machine_info, machine_line, write_report
 from .training import TrainEvent, TrainResult, train
-from .variants import VARIANTS, Variant
+from .variants import VARIANTS, Variant, get_variant
 
 BUDGETS = ("steps", "epochs")
 
@@ -172,8 +172,6 @@ def ensure_variant(
 ) -> Path:
     """The seed-1 checkpoint of variant ``name`` on ``data``, trained first (with the
     ablation's defaults) when it does not exist yet."""
-    from .variants import get_variant
-
     path = checkpoint_path(checkpoints, data.info, name)
     if not path.is_file():
         run_ablation(data, AblationConfig(), device=device, checkpoints=checkpoints,
