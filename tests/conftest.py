@@ -16,6 +16,23 @@ torch.set_num_threads(1)
 CPU = torch.device("cpu")
 
 
+@pytest.fixture(autouse=True)
+def offline_data_cache(tmp_path_factory, monkeypatch, request):
+    """No test reads the user's data cache or reaches the network: each gets an empty
+    cache, and the network sources of ``data fetch`` fail at once (tests marked
+    ``network`` keep them)."""
+    from robustdigits import fetch
+    from robustdigits.datasets import DataError
+
+    monkeypatch.setenv("ROBUSTDIGITS_DATA", str(tmp_path_factory.mktemp("data-cache")))
+    if request.node.get_closest_marker("network") is None:
+        def off(staging):
+            raise DataError("network sources are off in tests")
+
+        monkeypatch.setattr(fetch, "_from_torchvision", off)
+        monkeypatch.setattr(fetch, "_from_npm", off)
+
+
 @pytest.fixture(scope="session")
 def data() -> MNISTData:
     return load_embedded()
