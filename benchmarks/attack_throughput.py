@@ -24,7 +24,7 @@ from robustdigits.checkpoints import load_checkpoint
 from robustdigits.config import ModelSpec, TrainConfig
 from robustdigits.datasets import load_embedded
 from robustdigits.experiment import first_per_class
-from robustdigits.loader import MNIST_MEAN, MNIST_STD
+from robustdigits.pixels import MNIST_MEAN, MNIST_STD, to_pixels
 from robustdigits.reference import study_attack
 from robustdigits.reports import machine_info, machine_line
 from robustdigits.training import train
@@ -63,7 +63,7 @@ def main() -> None:
     classifier = make_classifier(model, device)
     labels = data.test_labels.numpy()
     idx = first_per_class(labels, 1)
-    x10 = (data.test_images[idx].numpy()[:, None] / 255.0).astype(np.float32)
+    x10 = to_pixels(data.test_images[idx])
     t10 = (labels[idx] + 1) % 10
     print(f"machine: {machine_line(machine_info(device))}; run alone\nmodel: {source}\n")
 
@@ -94,7 +94,7 @@ def main() -> None:
     print(f"ours, 10 images x {args.ours_steps} steps:           {rate10:>12,.0f} image-steps/s"
           f"  ({rate10 / study_rate:.1f}x the study loop)")
     n = min(args.large_n, len(labels))
-    xn = (data.test_images[:n].numpy()[:, None] / 255.0).astype(np.float32)
+    xn = to_pixels(data.test_images[:n])
     tn = (labels[:n] + 1) % 10
     rate_n = ours(xn, tn, args.large_steps)
     print(f"ours, {n} images x {args.large_steps} steps (one batch): {rate_n:>9,.0f} image-steps/s"

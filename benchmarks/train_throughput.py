@@ -24,8 +24,9 @@ from torch.utils.data import DataLoader
 from torchvision import datasets, transforms
 
 from robustdigits.datasets import load_embedded, write_idx
-from robustdigits.loader import MNIST_MEAN, MNIST_STD, TensorLoader
+from robustdigits.loader import TensorLoader
 from robustdigits.models import get_model
+from robustdigits.pixels import MNIST_MEAN, MNIST_STD
 from robustdigits.reports import machine_info, machine_line
 
 

@@ -12,12 +12,16 @@ from typing import Any
 
 import torch
 
+from .checkpoints import Checkpoint, checkpoint_dir, checkpoint_path, load_checkpoint
+from .checks import check_choice, check_int
 from .config import TrainConfig, study_steps
 from .datasets import DatasetInfo, MNISTData
+from .errors import CheckpointError
+from .fileio import exclusive
 from .plots import plot_loss_curve
 from .reports import machine_info, machine_line, write_report
 from .training import TrainEvent, TrainResult, train
-from .variants import VARIANTS, Variant, get_variant
+from .variants import VARIANTS, Variant, get_variant, variant_names
 
 BUDGETS = ("steps", "epochs")
 
@@ -30,10 +34,9 @@ class AblationConfig:
     base: TrainConfig = TrainConfig()  # batch size, lr, seed 1, ...; momentum set per variant
 
     def __post_init__(self) -> None:
-        if self.budget not in BUDGETS:
-            raise ValueError(f"budget must be one of {', '.join(BUDGETS)}, got {self.budget!r}")
-        if isinstance(self.seeds, bool) or not isinstance(self.seeds, int) or self.seeds < 1:
-            raise ValueError(f"seeds must be an int >= 1, got {self.seeds!r}")
+        check_choice("budget", self.budget, BUDGETS)
+        check_int("epochs", self.epochs, 1)
+        check_int("seeds", self.seeds, 1)
 
     def train_config(self, variant: Variant, seed: int) -> TrainConfig:
         steps = study_steps(self.epochs, self.base.batch_size) if self.budget == "steps" else None
@@ -59,15 +62,6 @@ class VariantResult:
         return statistics.stdev(self.accuracies) if len(self.runs) > 1 else None
 
 
-def checkpoint_dir(root: str | os.PathLike[str], dataset: DatasetInfo) -> Path:
-    """Checkpoints are kept per dataset, so runs on different data never collide."""
-    return Path(root) / f"{dataset.name}-{dataset.sha256[:12]}"
-
-
-def checkpoint_path(root: str | os.PathLike[str], dataset: DatasetInfo, variant: str, seed: int = 1) -> Path:
-    return checkpoint_dir(root, dataset) / f"{variant}-seed{seed}.pt"
-
-
 def run_ablation(
     data: MNISTData,
     config: AblationConfig,
@@ -79,27 +73,43 @@ def run_ablation(
     progress: Callable[[Variant, int, TrainEvent], None] | None = None,
 ) -> list[VariantResult]:
     """Train every variant for every seed. A complete checkpoint with the same
-    config and data is reused and an incomplete one resumed, unless ``fresh``."""
+    config and data is reused and an incomplete one resumed.
+
+    ``fresh`` retrains into ``<name>.fresh.pt`` and replaces the finished checkpoint
+    only when the new one is complete, so an interrupted fresh run loses nothing.
+    The checkpoint folder is locked for the run: a second process on it is refused.
+    """
     results = []
-    for variant in variants:
-        runs = []
-        for seed in range(1, config.seeds + 1):
-            path = checkpoint_path(checkpoints, data.info, variant.name, seed)
-            if fresh and path.exists():
-                path.unlink()
+    with exclusive(checkpoint_dir(checkpoints, data.info), "checkpoint folder"):
+        for variant in variants:
+            runs = []
+            for seed in range(1, config.seeds + 1):
+                def report(event: TrainEvent, variant: Variant = variant, seed: int = seed) -> None:
+                    if progress:
+                        progress(variant, seed, event)
 
-            def report(event: TrainEvent, variant: Variant = variant, seed: int = seed) -> None:
-                if progress:
-                    progress(variant, seed, event)
-
-            runs.append(train(variant.model, config.train_config(variant, seed), data, device=device,
-                              checkpoint=path, resume=True, progress=report))
-        results.append(VariantResult(variant, runs))
+                path = checkpoint_path(checkpoints, data.info, variant.name, seed)
+                runs.append(_train_one(variant, config.train_config(variant, seed), data, path, device=device,
+                                       fresh=fresh, progress=report))
+            results.append(VariantResult(variant, runs))
     return results
+
+
+def _train_one(variant: Variant, train_config: TrainConfig, data: MNISTData, path: Path, *, device: torch.device,
+               fresh: bool, progress: Callable[[TrainEvent], None]) -> TrainResult:
+    if not (fresh and path.exists()):
+        return train(variant.model, train_config, data, device=device, checkpoint=path, resume=True,
+                     progress=progress)
+    work = path.with_name(f"{path.stem}.fresh.pt")
+    work.unlink(missing_ok=True)  # a fresh run interrupted earlier starts over
+    result = train(variant.model, train_config, data, device=device, checkpoint=work, progress=progress)
+    os.replace(work, path)
+    return dataclasses.replace(result, checkpoint=path)
 
 
 COLUMNS = ["variant", "network", "momentum", "dropout", "published acc. (%)", "our acc. (%)",
            "± std", "difference", "test loss", "steps", "epochs"]
+SUMMARY_COLUMNS = ["variant", "published acc. (%)", "our acc. (%)", "± std", "difference"]  # the terminal's
 
 
 def table_rows(results: list[VariantResult]) -> list[list[Any]]:
@@ -162,18 +172,47 @@ def write_ablation_report(
     return paths
 
 
-def ensure_variant(
-    name: str,
+def needs_training(ref: str, data: MNISTData, checkpoints: str | os.PathLike[str]) -> bool:
+    """Whether ``ref`` is a variant whose seed-1 checkpoint on ``data`` is missing or unfinished."""
+    if ref not in variant_names():
+        return False
+    path = checkpoint_path(checkpoints, data.info, ref)
+    return not path.is_file() or not load_checkpoint(path).complete
+
+
+def trained_checkpoint(
+    ref: str,
     data: MNISTData,
     *,
     checkpoints: str | os.PathLike[str],
     device: torch.device,
+    train_missing: bool = True,
     progress: Callable[[Variant, int, TrainEvent], None] | None = None,
-) -> Path:
-    """The seed-1 checkpoint of variant ``name`` on ``data``, trained first (with the
-    ablation's defaults) when it does not exist yet."""
-    path = checkpoint_path(checkpoints, data.info, name)
-    if not path.is_file():
+) -> Checkpoint:
+    """``ref`` is a checkpoint file, or a variant name: its seed-1 checkpoint on ``data``,
+    trained (or finished) first with the ablation's settings when ``train_missing``.
+    Callers that train should say so first (:func:`needs_training`)."""
+    if ref in variant_names() and train_missing and needs_training(ref, data, checkpoints):
         run_ablation(data, AblationConfig(), device=device, checkpoints=checkpoints,
-                     variants=[get_variant(name)], progress=progress)
-    return path
+                     variants=[get_variant(ref)], progress=progress)
+    return resolve_checkpoint(ref, data.info, checkpoints)
+
+
+def resolve_checkpoint(ref: str, dataset: DatasetInfo, root: str | os.PathLike[str]) -> Checkpoint:
+    """``ref`` is a checkpoint path, or a variant name trained by ``ablate`` on ``dataset``.
+    A variant's checkpoint must be finished; a file may be unfinished (its ``complete``
+    field says so)."""
+    if ref in variant_names():
+        path = checkpoint_path(root, dataset, ref)
+        if not path.is_file():
+            raise CheckpointError(f"variant {ref!r} has no checkpoint on {dataset.name} data ({path.resolve()}); "
+                                  f"train it with 'robustdigits ablate --variants {ref}'")
+        ckpt = load_checkpoint(path)
+        if not ckpt.complete:
+            raise CheckpointError(f"variant {ref!r}'s checkpoint {path.resolve()} is unfinished (step {ckpt.step:,} "
+                                  f"of {ckpt.total_steps:,}); finish it with 'robustdigits ablate --variants {ref}'")
+        return ckpt
+    if Path(ref).exists():
+        return load_checkpoint(ref)
+    raise CheckpointError(f"{ref!r} not found: no such checkpoint file ({Path(ref).resolve()}) and no variant of "
+                          f"that name ({', '.join(variant_names())})")

@@ -17,12 +17,14 @@ from art.attacks.evasion import CarliniL2Method, DeepFool, FastGradientMethod, P
 from attacks.regularized_gd import RegularizedGradientDescent
 
 from .art_bridge import make_classifier
+from .checks import check_choice, check_int, check_number
+from .config import MAX_SEED
 from .datasets import MNISTData
-from .loader import MNIST_MEAN, MNIST_STD
+from .pixels import MNIST_MEAN, MNIST_STD, to_pixels
 from .plots import plot_curves
 from .reports import machine_info, machine_line, write_report
 from .scoring import Score, is_adversarial, perturbation_norms, summarize
-from .targets import target_classes
+from .targets import check_target, target_classes
 
 ATTACKS = ("rgd", "fgsm", "pgd", "cw", "deepfool")
 TARGETED = {"rgd": True, "fgsm": True, "pgd": True, "cw": True, "deepfool": False}  # DeepFool has no targets
@@ -47,11 +49,14 @@ class BenchConfig:
     attacks: tuple[str, ...] = field(default=ATTACKS)
 
     def __post_init__(self) -> None:
-        if isinstance(self.n, bool) or not isinstance(self.n, int) or self.n < 1:
-            raise ValueError(f"n must be an int >= 1, got {self.n!r}")
-        unknown = [a for a in self.attacks if a not in ATTACKS]
-        if unknown:
-            raise ValueError(f"unknown attack {unknown[0]!r}; choose from: {', '.join(ATTACKS)}")
+        check_int("n", self.n, 1)
+        check_target(self.target)
+        check_int("seed", self.seed, 0, MAX_SEED)
+        check_int("batch_size", self.batch_size, 1)
+        check_number("eps", self.eps, 0.0, 1.0, low_open=True)
+        check_int("rgd_steps", self.rgd_steps, 1)
+        for name in self.attacks:
+            check_choice("attack", name, ATTACKS)
 
 
 def make_attack(name: str, classifier: Any, config: BenchConfig) -> Any:
@@ -98,7 +103,7 @@ def bench_model(name: str, model: torch.nn.Module, data: MNISTData, config: Benc
     """Every attack on one model, then the FGSM and PGD ε-sweeps (untargeted)."""
     classifier = make_classifier(model, device)
     n = min(config.n, len(data.test_labels))
-    x = (data.test_images[:n].numpy()[:, None] / 255.0).astype(np.float32)
+    x = to_pixels(data.test_images[:n])
     labels = data.test_labels[:n].numpy()
     logits = classifier.predict(x, batch_size=config.batch_size)
     clean = 100.0 * float((logits.argmax(1) == labels).mean())

@@ -16,14 +16,12 @@ from torch import nn
 
 from .config import ModelSpec, TrainConfig
 from .datasets import DatasetInfo
+from .errors import CheckpointError
 from .fileio import atomic_path
 
 FORMAT_VERSION = 1
+DEFAULT_CHECKPOINTS = Path("checkpoints")  # relative to the working folder, as 'ablate' and 'train' write it
 _REQUIRED = ("format_version", "model", "train_config", "model_state", "dataset", "metrics")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be used; the message names the file and the fix."""
 
 
 @dataclass
@@ -40,9 +38,18 @@ class Checkpoint:
     optimizer_state: dict[str, Any] | None
     rng_state: torch.Tensor | None
 
+    @property
+    def total_steps(self) -> int:
+        """The SGD steps of its training budget."""
+        return self.train_config.total_steps(self.dataset.n_train)
+
     def build_model(self, device: torch.device | str = "cpu") -> nn.Module:
         """The trained model on ``device``, in eval mode."""
-        model = self.model_spec.build()
+        try:
+            model = self.model_spec.build()
+        except (TypeError, ValueError) as e:
+            raise CheckpointError(f"{self.path}: its model arguments {self.model_spec.kwargs} do not build a "
+                                  f"{self.model_spec.name!r} model ({e}); train it again") from e
         try:
             model.load_state_dict(self.model_state)
         except RuntimeError as e:
@@ -85,23 +92,38 @@ def save_checkpoint(
     return Path(path)
 
 
+def checkpoint_dir(root: str | os.PathLike[str], dataset: DatasetInfo) -> Path:
+    """Variant checkpoints are kept per dataset, so runs on different data never collide."""
+    return Path(root) / f"{dataset.name}-{dataset.sha256[:12]}"
+
+
+def checkpoint_path(root: str | os.PathLike[str], dataset: DatasetInfo, variant: str, seed: int = 1) -> Path:
+    """Where ``ablate`` keeps variant ``variant``'s checkpoint for ``seed`` on ``dataset``."""
+    return checkpoint_dir(root, dataset) / f"{variant}-seed{seed}.pt"
+
+
+_NOT_OURS = "pass a checkpoint written by 'robustdigits train' or 'ablate'"
+
+
 def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path.resolve()} is a folder, not a checkpoint file; {_NOT_OURS}")
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist; train one with 'robustdigits train'")
+        raise CheckpointError(f"checkpoint {path.resolve()} not found; {_NOT_OURS}")
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several types for bad zip/pickle data
         raise CheckpointError(
-            f"{path} is corrupt or not a robustdigits checkpoint ({type(e).__name__}); "
-            "delete it and train again"
+            f"{path} is not a readable robustdigits checkpoint ({type(e).__name__}): it is another kind of "
+            f"file or a damaged one; {_NOT_OURS}"
         ) from e
     if not isinstance(raw, dict) or any(k not in raw for k in _REQUIRED):
-        raise CheckpointError(
-            f"{path} is not a robustdigits checkpoint (missing fields); train one with 'robustdigits train'"
-        )
+        raise CheckpointError(f"{path} is not a robustdigits checkpoint (missing fields); {_NOT_OURS}")
     version = raw["format_version"]
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise CheckpointError(f"{path} has an unknown checkpoint format {version!r}; {_NOT_OURS}")
+    if version > FORMAT_VERSION:
         raise CheckpointError(
             f"{path} has checkpoint format {version}, newer than this robustdigits reads "
             f"({FORMAT_VERSION}); upgrade robustdigits"
@@ -121,4 +143,4 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
             rng_state=raw.get("rng_state"),
         )
     except (TypeError, ValueError, KeyError) as e:
-        raise CheckpointError(f"{path} has invalid fields ({e}); delete it and train again") from e
+        raise CheckpointError(f"{path} has invalid fields ({e}); train it again") from e

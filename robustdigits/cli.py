@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+import signal
+import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,47 +25,106 @@ from rich.progress import (
 from rich.table import Table
 
 from . import __version__
-from .ablation import BUDGETS, AblationConfig, checkpoint_path, ensure_variant, run_ablation, write_ablation_report
+from .ablation import (
+    BUDGETS,
+    AblationConfig,
+    needs_training,
+    resolve_checkpoint,
+    run_ablation,
+    trained_checkpoint,
+    write_ablation_report,
+)
+from .ablation import COLUMNS as ABLATION_COLUMNS
+from .ablation import SUMMARY_COLUMNS as ABLATION_SUMMARY
+from .ablation import table_rows as ablation_rows
 from .bench import ATTACKS, BenchConfig, run_bench, write_bench_report
+from .bench import COLUMNS as BENCH_COLUMNS
 from .bench import table_rows as bench_rows
+from .checkpoints import DEFAULT_CHECKPOINTS, checkpoint_path
 from .config import ModelSpec, TrainConfig
 from .datasets import MNISTData, default_data_dir, load_mnist
 from .devices import DEVICE_CHOICES, resolve_device
+from .errors import CheckpointError, RobustDigitsError
+from .evaluation import COLUMNS as EVAL_COLUMNS
 from .evaluation import evaluate as evaluate_model
+from .experiment import COLUMNS as ATTACK_COLUMNS
 from .experiment import AttackConfig, run_experiment, write_experiment_report
+from .experiment import table_rows as attack_rows
 from .fetch import MNIST_SHA256, cache_folder, cached_status, fetch_mnist
+from .fileio import check_writable_dir, check_writable_file
 from .loader import TensorLoader
 from .models import list_models
 from .plots import plot_loss_curve
 from .reports import fmt
-from .resolve import DEFAULT_CHECKPOINTS, resolve_checkpoint
 from .targets import TARGET_MODES
+from .training import COLUMNS as TRAIN_COLUMNS
 from .training import TrainEvent
 from .training import train as train_model
 from .variants import VARIANTS, Variant, get_variant, variant_names
 
-console = Console(soft_wrap=True)  # sentences never wrap mid-line when redirected
-err_console = Console(stderr=True, soft_wrap=True)
+# Redirected to a file, output keeps its full width instead of rich's 80 columns, and
+# sentences never wrap mid-line.
+REDIRECTED_WIDTH = 200
+console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else REDIRECTED_WIDTH)
+err_console = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else REDIRECTED_WIDTH)
 REPORTS = Path("reports")
 COMPUTE_COMMANDS = ("train", "evaluate", "ablate", "attack", "bench")
+VARIANT_NAMES = variant_names()
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
+INTERRUPT_HINTS = {
+    "train": "rerun with --resume to continue from the last complete epoch",
+    "ablate": "rerun the same command to continue: finished checkpoints are reused, unfinished ones resumed",
+    "fetch": "the data cache is as it was; rerun 'robustdigits data fetch'",
+}
+
+
 def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Library errors become one-line click errors; Ctrl-C exits 130 with a hint."""
+    """Errors raised on purpose (RobustDigitsError) become one line and exit 1; Ctrl-C
+    and SIGTERM exit 130 with a hint. Anything else keeps its traceback: a bug must
+    not look like a user's mistake."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except ValueError as e:  # DataError, CheckpointError and parameter checks
+        except RobustDigitsError as e:
             raise click.ClickException(str(e)) from e
         except KeyboardInterrupt:
-            err_console.print("interrupted: no half-written file was left; the last complete checkpoint "
-                              "is intact (rerun ablate, or train with --resume, to continue)")
+            name = click.get_current_context().info_name or ""
+            hint = INTERRUPT_HINTS.get(name, "no results of this run were written; earlier results are intact")
+            err_console.print(f"interrupted: no half-written file was left; {hint}")
             raise SystemExit(130) from None
 
     return wrapper
+
+
+class OneLineGroup(click.Group):
+    """A click group whose usage errors are one line (``Error: … (see '… -h')``, exit 2),
+    like every other error, and whose Ctrl-C before a command starts exits 130."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["standalone_mode"] = False
+        try:
+            code = super().main(*args, **kwargs)
+        except click.UsageError as e:
+            where = f" (see '{e.ctx.command_path} -h')" if e.ctx is not None else ""
+            click.echo(f"Error: {e.format_message()}{where}", err=True)
+            sys.exit(2)
+        except click.ClickException as e:
+            e.show()
+            sys.exit(e.exit_code)
+        except click.Abort:  # Ctrl-C while click parsed the options
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+        if isinstance(code, int) and code:
+            sys.exit(code)
+        return code
+
+
+def _sigterm(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt  # a killed run cleans up exactly as an interrupted one
 
 
 def data_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -77,7 +138,7 @@ def data_options(func: Callable[..., Any]) -> Callable[..., Any]:
                      help="Fetch full MNIST into the cache (or the --data folder) first, as 'data fetch' does."),
         click.option("--device", type=click.Choice(DEVICE_CHOICES), default="auto", show_default=True,
                      help="auto picks CUDA when available."),
-        click.option("--threads", type=click.IntRange(min=1), default=None,
+        click.option("--threads", type=click.IntRange(min=1, max=1024), default=None,
                      help="torch CPU threads (default: torch's own choice)."),
     ]
     for option in reversed(options):
@@ -122,16 +183,59 @@ class EpochBars:
             self.progress.update(self.task, info=f"test acc {event.evaluation.accuracy:.2f}%")
 
 
-@click.group(context_settings=CONTEXT)
+@click.group(cls=OneLineGroup, context_settings=CONTEXT)
 @click.version_option(__version__, "-V", "--version")
 def main() -> None:
     """Train the classic MNIST networks, attack them, and see the result.
+
+    Exit status: 0 done, 1 a bad input or a failure (one line saying what to do),
+    2 a command-line usage error, 130 interrupted (Ctrl-C or SIGTERM).
 
     \b
     Example:
       robustdigits ablate          # the study's nine variants on the embedded data
       robustdigits attack          # its attack on the first test image of each digit
     """
+    signal.signal(signal.SIGTERM, _sigterm)
+
+
+def render(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], keep: Sequence[str] | None = None,
+           styles: Sequence[str | None] | None = None) -> None:
+    """A report table in the terminal: the same columns and values the files hold
+    (``keep`` selects some of them by name)."""
+    chosen = [columns.index(c) for c in keep] if keep else list(range(len(columns)))
+    table = Table(title=title)
+    for i in chosen:
+        table.add_column(columns[i], justify="right" if rows and isinstance(rows[0][i], (int, float)) else "left")
+    for k, row in enumerate(rows):
+        table.add_row(*(fmt(row[i]) for i in chosen), style=styles[k] if styles else None)
+    console.print(table)
+
+
+def check_model_ref(ref: str) -> None:
+    """A variant name or an existing checkpoint path; checked before any data loads."""
+    if ref not in variant_names() and not Path(ref).exists():
+        raise CheckpointError(f"{ref!r} not found: no such checkpoint file ({Path(ref).resolve()}) and no variant "
+                              f"of that name ({', '.join(variant_names())})")
+
+
+def load_model(ref: str, data: MNISTData, checkpoints: Path, device: torch.device) -> tuple[str, torch.nn.Module]:
+    """A variant name (trained first if needed, saying so) or a checkpoint file."""
+    if needs_training(ref, data, checkpoints):
+        console.print(f"[yellow]variant {ref} has no finished checkpoint on {data.info.name} data: training it now "
+                      f"with the ablation's settings (seed 1, into {checkpoint_path(checkpoints, data.info, ref)})[/]")
+    with make_progress() as progress:
+        bars: dict[int, TaskID] = {}
+
+        def show(variant: Variant, seed: int, event: TrainEvent) -> None:
+            if seed not in bars:
+                bars[seed] = progress.add_task(f"train {variant.name}", total=event.total_steps, info="")
+            progress.update(bars[seed], completed=event.step)
+
+        ckpt = trained_checkpoint(ref, data, checkpoints=checkpoints, device=device, progress=show)
+    if not ckpt.complete:
+        err_console.print(f"note: {ckpt.path} is unfinished (step {ckpt.step:,} of {ckpt.total_steps:,})")
+    return (ref if ref in variant_names() else ckpt.path.stem), ckpt.build_model(device)
 
 
 @main.command(context_settings=CONTEXT)
@@ -146,11 +250,11 @@ def main() -> None:
 @click.option("--momentum", type=float, default=0.5, show_default=True)
 @click.option("--seed", type=int, default=1, show_default=True)
 @click.option("--log-interval", type=int, default=10, show_default=True, help="Steps between recorded losses.")
-@click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("--checkpoint", type=click.Path(path_type=Path), default=None,
               help="Where to save (default: checkpoints/<model>[-dropout<p>].pt).")
 @click.option("--resume", is_flag=True, help="Continue the run saved in --checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --checkpoint.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("reports"),
+@click.option("--out", type=click.Path(path_type=Path), default=Path("reports"),
               show_default=True, help="Folder for the loss-curve PNG.")
 @data_options
 @handle_errors
@@ -164,25 +268,26 @@ def train(model: str, dropout: float | None, epochs: int, steps: int | None, bat
       robustdigits train --model textbook --momentum 0.5 --dropout 0.1 --epochs 3
     """
     spec = ModelSpec(model, {} if dropout is None else {"dropout": dropout})
+    spec.build()  # checks the dropout before any data loads
     config = TrainConfig(epochs=epochs, steps=steps, batch_size=batch_size, test_batch_size=test_batch_size,
                          lr=lr, momentum=momentum, seed=seed, log_interval=log_interval)
     name = model + ("" if dropout is None else f"-dropout{dropout:g}")
     path = checkpoint or DEFAULT_CHECKPOINTS / f"{name}.pt"
+    if resume and not path.exists():
+        raise CheckpointError(f"nothing to resume: checkpoint {path.resolve()} not found; drop --resume to start "
+                              "a new run")
     if path.exists() and not (resume or overwrite):
-        raise click.ClickException(
-            f"checkpoint {path} exists; pass --resume to continue it or --overwrite to replace it"
-        )
+        raise CheckpointError(f"checkpoint {path} exists; pass --resume to continue it or --overwrite to replace it")
+    check_writable_file(path, "--checkpoint")
+    check_writable_dir(out, "--out")
     data, device = setup(**common)
     with make_progress() as progress:
-        result = train_model(spec, config, data, device=device, checkpoint=path, resume=resume,
+        result = train_model(spec, config, data, device=device, checkpoint=path, resume=resume, overwrite=overwrite,
                              progress=EpochBars(progress))
     plot = plot_loss_curve(result.metrics, out / f"loss_{name}.png", title=f"{name} ({data.info.name} data)")
-    table = Table(title=f"{name}: {result.metrics['test_step'][-1]:,} steps")
-    for column in ("epoch", "steps", "test loss", "test accuracy (%)"):
-        table.add_column(column, justify="right")
-    for e, s, loss, acc in zip(*(result.metrics[k] for k in ("test_epoch", "test_step", "test_loss", "test_accuracy"))):
-        table.add_row(str(e), f"{s:,}", f"{loss:.4f}", f"{acc:.2f}")
-    console.print(table)
+    rows = [[e, s, loss, acc] for e, s, loss, acc in
+            zip(*(result.metrics[k] for k in ("test_epoch", "test_step", "test_loss", "test_accuracy")))]
+    render(f"{name}: {result.metrics['test_step'][-1]:,} steps", TRAIN_COLUMNS, rows)
     console.print(f"checkpoint: {path}\nloss curve: {plot}")
 
 
@@ -195,26 +300,28 @@ def train(model: str, dropout: float | None, epochs: int, steps: int | None, bat
 def evaluate(model_ref: str, checkpoints: Path, **common: Any) -> None:
     """Accuracy and loss on the test split, overall and per digit.
 
-    CHECKPOINT is a checkpoint file or a variant name trained by 'ablate'.
+    CHECKPOINT is a checkpoint file or a variant name trained by 'ablate'
+    (see 'robustdigits ablate -h' for the names).
 
     \b
     Example:
       robustdigits evaluate textbook-momentum
     """
+    check_model_ref(model_ref)
     data, device = setup(**common)
     ckpt = resolve_checkpoint(model_ref, data.info, checkpoints)
     if ckpt.dataset.sha256 != data.info.sha256:
         err_console.print(f"note: trained on {ckpt.dataset.description}, evaluated on {data.info.description}")
+    if not ckpt.complete:
+        err_console.print(f"note: {ckpt.path} is unfinished (step {ckpt.step:,} of {ckpt.total_steps:,})")
     loader = TensorLoader(data.test_images, data.test_labels, batch_size=ckpt.train_config.test_batch_size,
                           shuffle=False, device=device)
     result = evaluate_model(ckpt.build_model(device), loader)
-    table = Table(title=f"{model_ref}: per-digit accuracy")
-    for column in ("digit", "correct", "images", "accuracy (%)"):
-        table.add_column(column, justify="right")
-    for digit, (c, t, a) in enumerate(zip(result.per_class_correct, result.per_class_total, result.per_class_accuracy)):
-        table.add_row(str(digit), str(c), str(t), fmt(a))
-    table.add_row("all", str(result.correct), str(result.total), fmt(result.accuracy), style="bold")
-    console.print(table)
+    rows: list[list[Any]] = [[d, c, t, a] for d, (c, t, a) in
+                             enumerate(zip(result.per_class_correct, result.per_class_total,
+                                           result.per_class_accuracy))]
+    rows.append(["all", result.correct, result.total, result.accuracy])
+    render(f"{model_ref}: per-digit accuracy", EVAL_COLUMNS, rows, styles=[None] * 10 + ["bold"])
     console.print(f"test accuracy {result.accuracy:.2f}%  test loss {result.loss:.4f}\ncheckpoint: {ckpt.path}")
 
 
@@ -222,14 +329,15 @@ def evaluate(model_ref: str, checkpoints: Path, **common: Any) -> None:
 @click.option("--budget", type=click.Choice(BUDGETS), default="steps", show_default=True,
               help="steps: the study's 2,813 SGD steps on any data; epochs: --epochs passes over the training split.")
 @click.option("--epochs", type=click.IntRange(min=1), default=3, show_default=True)
-@click.option("--seeds", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--seeds", type=click.IntRange(min=1, max=1000), default=1, show_default=True,
               help="Train each variant with seeds 1..N and report mean ± std.")
-@click.option("--variants", default="all", show_default=True, help="Comma-separated variant names, or all.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--variants", default="all", show_default=True,
+              help=f"Comma-separated variant names, or all: {', '.join(VARIANT_NAMES)}.")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Report folder  [default: reports/<dataset>, e.g. reports/mnist]")
-@click.option("--checkpoints", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_CHECKPOINTS,
-              show_default=True)
-@click.option("--fresh", is_flag=True, help="Retrain even where a finished checkpoint exists.")
+@click.option("--checkpoints", type=click.Path(path_type=Path), default=DEFAULT_CHECKPOINTS, show_default=True)
+@click.option("--fresh", is_flag=True,
+              help="Retrain even where a finished checkpoint exists (it is replaced only when the new one is done).")
 @data_options
 @handle_errors
 def ablate(budget: str, epochs: int, seeds: int, variants: str, out: Path | None, checkpoints: Path, fresh: bool,
@@ -241,63 +349,51 @@ def ablate(budget: str, epochs: int, seeds: int, variants: str, out: Path | None
 
     \b
     Example:
-      robustdigits ablate --seeds 3 --out reports
+      robustdigits ablate --seeds 3
     """
     chosen = VARIANTS if variants == "all" else tuple(get_variant(v.strip()) for v in variants.split(","))
     config = AblationConfig(budget=budget, epochs=epochs, seeds=seeds)
+    if out is not None:
+        check_writable_dir(out, "--out")
+    check_writable_dir(checkpoints, "--checkpoints")
     data, device = setup(**common)
+    out = check_writable_dir(out or REPORTS / data.info.name, "--out")
+    runs = len(chosen) * seeds
     with make_progress() as progress:
+        overall = progress.add_task(f"ablation: {runs} runs ({len(chosen)} variants × {seeds} seeds)", total=runs,
+                                    info="")
         tasks: dict[tuple[str, int], TaskID] = {}
 
         def show(variant: Variant, seed: int, event: TrainEvent) -> None:
             key = (variant.name, seed)
             if key not in tasks:
-                tasks[key] = progress.add_task(f"{variant.name} seed {seed}", total=event.total_steps, info="")
+                for done in tasks.values():
+                    progress.update(done, visible=False)
+                tasks[key] = progress.add_task(f"  {variant.name} seed {seed}", total=event.total_steps, info="")
+                progress.update(overall, completed=len(tasks) - 1, info=f"now {len(tasks)} of {runs}")
             progress.update(tasks[key], completed=event.step)
             if event.evaluation is not None:
                 progress.update(tasks[key], info=f"test acc {event.evaluation.accuracy:.2f}%")
 
         results = run_ablation(data, config, device=device, checkpoints=checkpoints, variants=chosen,
                                fresh=fresh, progress=show)
-    paths = write_ablation_report(results, config, data, out or REPORTS / data.info.name, device)
-    table = Table(title=f"Ablation on {data.info.name} data ({budget} budget) beside the study's full-MNIST numbers")
-    for column in ("variant", "published (%)", "ours (%)", "± std", "difference"):
-        table.add_column(column, justify="right" if column != "variant" else "left")
-    for r in results:
-        table.add_row(r.variant.name, fmt(r.variant.published_accuracy), fmt(r.mean), fmt(r.std),
-                      f"{r.mean - r.variant.published_accuracy:+.2f}")
-    console.print(table)
+        progress.update(overall, completed=runs, info="done")
+    paths = write_ablation_report(results, config, data, out, device)
+    render(f"Ablation on {data.info.name} data ({budget} budget) beside the study's full-MNIST numbers",
+           ABLATION_COLUMNS, ablation_rows(results), keep=ABLATION_SUMMARY)
     console.print("wrote " + ", ".join(str(p) for p in paths[:3]) + f" and {len(paths) - 3} loss curves")
-
-
-def load_model(ref: str, data: MNISTData, checkpoints: Path, device: torch.device) -> tuple[str, torch.nn.Module]:
-    """A variant name (trained first if needed, with a message) or a checkpoint file."""
-    if ref in variant_names():
-        if not checkpoint_path(checkpoints, data.info, ref).is_file():
-            console.print(f"[yellow]{ref} is not trained on {data.info.name} data yet: training it now "
-                          "(the ablation's settings)[/]")
-            with make_progress() as progress:
-                bars: dict[int, TaskID] = {}
-
-                def show(variant: Variant, seed: int, event: TrainEvent) -> None:
-                    if seed not in bars:
-                        bars[seed] = progress.add_task(f"train {variant.name}", total=event.total_steps, info="")
-                    progress.update(bars[seed], completed=event.step)
-
-                ensure_variant(ref, data, checkpoints=checkpoints, device=device, progress=show)
-    ckpt = resolve_checkpoint(ref, data.info, checkpoints)
-    return (ref if ref in variant_names() else ckpt.path.stem), ckpt.build_model(device)
 
 
 @main.command(context_settings=CONTEXT)
 @click.option("--model", "model_ref", default="textbook-momentum", show_default=True,
-              help="A variant name (see 'ablate') or a checkpoint file.")
+              help=f"A variant name ({', '.join(VARIANT_NAMES)}) or a checkpoint file.")
 @click.option("--target", default="next-digit", show_default=True,
               help=f"{', '.join(TARGET_MODES)}, or a digit 0-9.")
 @click.option("--steps", type=click.IntRange(min=0), default=10_000, show_default=True)
 @click.option("--eta", type=float, default=0.1, show_default=True, help="Step size, in normalized units (the study's).")
 @click.option("--lam", type=float, default=0.05, show_default=True, help="Pull toward the reference image.")
-@click.option("--init", type=click.Choice(["noise", "reference"]), default="noise", show_default=True)
+@click.option("--init", type=click.Choice(["noise", "reference"]), default="noise", show_default=True,
+              help="Start from Gaussian noise (the study's) or from the reference image itself.")
 @click.option("--per-class", type=click.IntRange(min=1), default=1, show_default=True,
               help="Attack the first N test images of each digit.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the noise and of random targets.")
@@ -306,10 +402,9 @@ def load_model(ref: str, data: MNISTData, checkpoints: Path, device: torch.devic
 @click.option("--early-stop", type=click.FloatRange(0, 1, min_open=True), default=None,
               help="Stop a sample once its target probability reaches this.")
 @click.option("--keep-best", is_flag=True, help="Return the successful iterate closest to the reference.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Results go to OUT/<model>/  [default: reports/<dataset>/attack]")
-@click.option("--checkpoints", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_CHECKPOINTS,
-              show_default=True)
+@click.option("--checkpoints", type=click.Path(path_type=Path), default=DEFAULT_CHECKPOINTS, show_default=True)
 @data_options
 @handle_errors
 def attack(model_ref: str, target: str, steps: int, eta: float, lam: float, init: str, per_class: int, seed: int,
@@ -319,7 +414,8 @@ def attack(model_ref: str, target: str, steps: int, eta: float, lam: float, init
 
     By default: the first test image of each digit, toward the next digit (7 → 8),
     10,000 steps from noise, as in the study. Writes a gallery, one PNG per
-    adversarial image and results.json/.csv/.md to OUT/<model>/.
+    adversarial image and results.json/.csv/.md to OUT/<model>/. "first step" is the
+    first step at which the model read the target (step 0 is the starting point).
 
     \b
     Example:
@@ -327,53 +423,50 @@ def attack(model_ref: str, target: str, steps: int, eta: float, lam: float, init
     """
     config = AttackConfig(target=target, steps=steps, eta=eta, lam=lam, init=init, per_class=per_class, seed=seed,
                           clip=clip, early_stop=early_stop, keep_best=keep_best)
+    check_model_ref(model_ref)
+    if out is not None:
+        check_writable_dir(out, "--out")
     data, device = setup(**common)
     name, model = load_model(model_ref, data, checkpoints, device)
+    folder = check_writable_dir((out or REPORTS / data.info.name / "attack") / name, "--out")
     batches = -(-10 * per_class // config.batch_size)
     with make_progress() as progress:
         task = progress.add_task(f"attack {name}", total=steps * batches, info="steps")
         outcome = run_experiment(model, data, config, device=device,
                                  progress=lambda k: progress.advance(task, k))
-    folder = (out or REPORTS / data.info.name / "attack") / name
     paths = write_experiment_report(outcome, folder, model_name=name, data=data, device=device)
-    table = Table(title=f"{name}: {target}, {steps:,} steps, init {init}")
-    for column in ("true", "target", "predicted", "target conf.", "L2", "L∞", "first step"):
-        table.add_column(column, justify="right")
-    for r in outcome.records():
-        style = "green" if r["success"] else "red"
-        first = str(r["first_step"]) if r["first_step"] >= 0 else "never"
-        table.add_row(str(r["true"]), str(r["target"]), f"[{style}]{r['predicted']}[/]",
-                      f"{r['target_confidence']:.3f}", f"{r['l2']:.3f}", f"{r['linf']:.3f}", first)
-    console.print(table)
-    console.print(f"reached the target: {sum(r['success'] for r in outcome.records())} of {len(outcome.labels)}; "
+    records = outcome.records()
+    render(f"{name}: {target}, {steps:,} steps, init {init}", ATTACK_COLUMNS, attack_rows(outcome),
+           styles=["green" if r["success"] else "red" for r in records])
+    console.print(f"reached the target: {sum(r['success'] for r in records)} of {len(records)}; "
                   f"wrote {paths[0]} and {len(paths) - 1} more files in {folder}")
 
 
 @main.command(context_settings=CONTEXT)
 @click.option("--models", default="all", show_default=True,
-              help="Comma-separated variant names or checkpoints, or all.")
+              help=f"Comma-separated variant names ({', '.join(VARIANT_NAMES)}) or checkpoints, or all.")
 @click.option("--attacks", default="all", show_default=True,
               help=f"Comma-separated from {', '.join(ATTACKS)}, or all.")
 @click.option("--n", type=click.IntRange(min=1), default=1000, show_default=True,
               help="Attack the first N test images.")
-@click.option("--target", default="next-digit", show_default=True, help="Targets of the targeted attacks.")
-@click.option("--eps", type=float, default=0.3, show_default=True, help="L∞ budget of FGSM and PGD (pixels).")
+@click.option("--target", default="next-digit", show_default=True,
+              help=f"Targets of the targeted attacks: {', '.join(TARGET_MODES)}, or a digit 0-9.")
+@click.option("--eps", type=float, default=0.3, show_default=True,
+              help="L∞ budget of FGSM and PGD (pixels, 0 < ε <= 1).")
 @click.option("--rgd-steps", type=click.IntRange(min=1), default=200, show_default=True,
               help="Most steps of our attack (it stops a sample at target probability 0.5).")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Report folder  [default: reports/<dataset>, e.g. reports/mnist]")
-@click.option("--checkpoints", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_CHECKPOINTS,
-              show_default=True)
+@click.option("--checkpoints", type=click.Path(path_type=Path), default=DEFAULT_CHECKPOINTS, show_default=True)
 @data_options
 @handle_errors
 def bench(models: str, attacks: str, n: int, target: str, eps: float, rgd_steps: int, out: Path | None,
-          checkpoints: Path,
-          **common: Any) -> None:
+          checkpoints: Path, **common: Any) -> None:
     """Our attack beside ART's FGSM, PGD, C&W and DeepFool on every model variant.
 
     Reports clean accuracy, success rate, L2 / L∞ perturbations and time per image, plus
     FGSM and PGD robust-accuracy-vs-ε curves; writes bench.md/.csv/.json and PNGs to OUT.
-    Variants not trained yet are trained first.
+    Variants not trained yet are trained first, with a message.
 
     \b
     Example:
@@ -382,7 +475,12 @@ def bench(models: str, attacks: str, n: int, target: str, eps: float, rgd_steps:
     chosen = ATTACKS if attacks == "all" else tuple(a.strip() for a in attacks.split(","))
     config = BenchConfig(n=n, target=target, eps=eps, rgd_steps=rgd_steps, attacks=chosen)
     refs = variant_names() if models == "all" else [m.strip() for m in models.split(",")]
+    for ref in refs:
+        check_model_ref(ref)
+    if out is not None:
+        check_writable_dir(out, "--out")
     data, device = setup(**common)
+    out = check_writable_dir(out or REPORTS / data.info.name, "--out")
     loaded = [load_model(ref, data, checkpoints, device) for ref in refs]
     with make_progress() as progress:
         task = progress.add_task("bench", total=len(loaded) * (len(chosen) + 2), info="")
@@ -392,15 +490,9 @@ def bench(models: str, attacks: str, n: int, target: str, eps: float, rgd_steps:
             progress.advance(task)
 
         result = run_bench(loaded, data, config, device=device, progress=step)
-    paths = write_bench_report(result, config, data, out or REPORTS / data.info.name, device)
-    table = Table(title=f"{len(loaded)} models × {len(chosen)} attacks on the first {min(n, data.info.n_test):,} "
-                        f"{data.info.name} test images")
-    columns = ["model", "attack", "mode", "clean %", "success %", "med. L2", "mean L2", "med. L∞", "mean L∞", "ms/img"]
-    for column in columns:
-        table.add_column(column, justify="left" if column in ("model", "attack", "mode") else "right")
-    for row in bench_rows(result):
-        table.add_row(*(fmt(v) for v in row))
-    console.print(table)
+    paths = write_bench_report(result, config, data, out, device)
+    render(f"{len(loaded)} models × {len(chosen)} attacks on the first {min(n, data.info.n_test):,} "
+           f"{data.info.name} test images", BENCH_COLUMNS, bench_rows(result))
     console.print("wrote " + ", ".join(str(p) for p in paths))
 
 

@@ -8,24 +8,13 @@ from typing import Any
 
 from torch import nn
 
+from .checks import check_int, check_number
+from .errors import ConfigError
 from .models import get_model, list_models
 
 STUDY_TRAIN_SIZE = 60_000  # the study trained on full MNIST
-
-
-def _check_int(name: str, value: object, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-
-
-def _check_float(name: str, value: object, low: float, high: float | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, got {value!r}")
-    if value < low or (high is not None and value > high):
-        bound = f"in [{low}, {high}]" if high is not None else f">= {low}"
-        raise ValueError(f"{name} must be {bound}, got {value}")
+MAX_SEED = 2**63 - 1  # torch.manual_seed takes a signed 64-bit integer
+MAX_LR = 1e3  # far above any rate SGD converges with here; larger overflows float32 in the first step
 
 
 @dataclass(frozen=True)
@@ -37,7 +26,7 @@ class ModelSpec:
 
     def __post_init__(self) -> None:
         if self.name not in list_models():
-            raise ValueError(f"unknown model {self.name!r}; choose one of: {', '.join(list_models())}")
+            raise ConfigError(f"unknown model {self.name!r}; choose one of: {', '.join(list_models())}")
 
     def build(self) -> nn.Module:
         """The model on the CPU (initialized from torch's global RNG)."""
@@ -58,17 +47,15 @@ class TrainConfig:
     log_interval: int = 10  # steps between recorded training losses
 
     def __post_init__(self) -> None:
-        _check_int("epochs", self.epochs, 1)
+        check_int("epochs", self.epochs, 1)
         if self.steps is not None:
-            _check_int("steps", self.steps, 1)
-        _check_int("batch_size", self.batch_size, 1)
-        _check_int("test_batch_size", self.test_batch_size, 1)
-        _check_float("lr", self.lr, 0.0)
-        if self.lr == 0:
-            raise ValueError("lr must be > 0, got 0")
-        _check_float("momentum", self.momentum, 0.0, 1.0)
-        _check_int("seed", self.seed, 0)
-        _check_int("log_interval", self.log_interval, 1)
+            check_int("steps", self.steps, 1)
+        check_int("batch_size", self.batch_size, 1)
+        check_int("test_batch_size", self.test_batch_size, 1)
+        check_number("lr", self.lr, 0.0, MAX_LR, low_open=True)
+        check_number("momentum", self.momentum, 0.0, 1.0)
+        check_int("seed", self.seed, 0, MAX_SEED)
+        check_int("log_interval", self.log_interval, 1)
 
     def total_steps(self, n_train: int) -> int:
         return self.steps if self.steps is not None else self.epochs * math.ceil(n_train / self.batch_size)

@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .errors import DataError
+
 logger = logging.getLogger(__name__)
 
 EMBEDDED_FILE = "mnist_subset.npz"
@@ -43,10 +45,6 @@ DOWNLOAD_HINT = "pass --download to fetch full MNIST into it, or use --data auto
 # is named "mnist" in every report and checkpoint folder.
 FULL_MNIST_SHA256 = "1e35582d42a90940c55b956deb61875c020b567ed20e3c5b174f52bf7809ed9b"
 DATA_CHOICES = ("auto", "mnist", "embedded")
-
-
-class DataError(ValueError):
-    """Bad or missing data; the message names the file and the fix."""
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from .errors import ConfigError
+
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
 
@@ -15,6 +17,6 @@ def resolve_device(choice: str) -> torch.device:
         return torch.device("cpu")
     if choice == "cuda" or choice.startswith("cuda:"):
         if not torch.cuda.is_available():
-            raise ValueError("device 'cuda' requested but CUDA is not available; use --device cpu")
+            raise ConfigError("device 'cuda' requested but CUDA is not available; use --device cpu")
         return torch.device(choice)
-    raise ValueError(f"unknown device {choice!r}; choose one of: auto, cpu, cuda")
+    raise ConfigError(f"unknown device {choice!r}; choose one of: auto, cpu, cuda")

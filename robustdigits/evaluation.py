@@ -10,6 +10,8 @@ from torch import nn
 
 from .loader import TensorLoader
 
+COLUMNS = ["digit", "correct", "images", "accuracy (%)"]  # the per-digit table
+
 
 @dataclass(frozen=True)
 class EvalResult:

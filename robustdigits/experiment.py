@@ -12,15 +12,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from attacks.regularized_gd import RegularizedGradientDescent
+from attacks.regularized_gd import INITS, RegularizedGradientDescent
 
 from .art_bridge import make_classifier
+from .checks import check_choice, check_flag, check_int, check_number
+from .config import MAX_SEED
 from .datasets import MNISTData
-from .loader import MNIST_MEAN, MNIST_STD
+from .errors import DataError
+from .pixels import MNIST_MEAN, MNIST_STD, to_pixels
 from .plots import plot_gallery, save_image
 from .reports import machine_info, machine_line, write_report
 from .scoring import perturbation_norms
-from .targets import target_classes
+from .targets import check_target, target_classes
 
 
 @dataclass(frozen=True)
@@ -40,8 +43,18 @@ class AttackConfig:
     batch_size: int = 128
 
     def __post_init__(self) -> None:
-        if isinstance(self.per_class, bool) or not isinstance(self.per_class, int) or self.per_class < 1:
-            raise ValueError(f"per_class must be an int >= 1, got {self.per_class!r}")
+        check_target(self.target)
+        check_int("steps", self.steps, 0)
+        check_number("eta", self.eta, 0.0, low_open=True)
+        check_number("lam", self.lam, 0.0)
+        check_choice("init", self.init, INITS)
+        check_int("per_class", self.per_class, 1)
+        check_int("seed", self.seed, 0, MAX_SEED)
+        check_flag("clip", self.clip)
+        if self.early_stop is not None:
+            check_number("early_stop", self.early_stop, 0.0, 1.0, low_open=True)
+        check_flag("keep_best", self.keep_best)
+        check_int("batch_size", self.batch_size, 1)
 
 
 def first_per_class(labels: np.ndarray, per_class: int) -> np.ndarray:
@@ -50,7 +63,7 @@ def first_per_class(labels: np.ndarray, per_class: int) -> np.ndarray:
     for digit in range(10):
         found = np.flatnonzero(labels == digit)[:per_class]
         if len(found) < per_class:
-            raise ValueError(f"the test split has only {len(found)} images of digit {digit}; lower per_class")
+            raise DataError(f"the test split has only {len(found)} images of digit {digit}; lower --per-class")
         chosen.append(found)
     return np.concatenate(chosen)
 
@@ -99,7 +112,7 @@ def run_experiment(
     classifier = make_classifier(model, device)
     labels_all = data.test_labels.numpy()
     indices = first_per_class(labels_all, config.per_class)
-    x_ref = (data.test_images[indices].numpy()[:, None] / 255.0).astype(np.float32)
+    x_ref = to_pixels(data.test_images[indices])
     labels = labels_all[indices]
     logits = classifier.predict(x_ref) if config.target == "least-likely" else None
     targets = target_classes(config.target, labels, logits, seed=config.seed)
@@ -114,6 +127,12 @@ def run_experiment(
 COLUMNS = ["test index", "true", "target", "predicted", "target confidence", "L2", "L∞", "first step"]
 
 
+def table_rows(outcome: AttackOutcome) -> list[list[Any]]:
+    """One row per attacked image, in COLUMNS' order (a first step of -1 reads "never")."""
+    return [[r["test_index"], r["true"], r["target"], r["predicted"], r["target_confidence"], r["l2"], r["linf"],
+             r["first_step"] if r["first_step"] >= 0 else "never"] for r in outcome.records()]
+
+
 def write_experiment_report(outcome: AttackOutcome, out_dir: str | os.PathLike[str], *, model_name: str,
                             data: MNISTData, device: torch.device) -> list[Path]:
     """``gallery.png``, ``adv_<index>_<true>to<target>.png`` and ``results.json/.csv/.md``."""
@@ -124,8 +143,7 @@ def write_experiment_report(outcome: AttackOutcome, out_dir: str | os.PathLike[s
                           title=f"{model_name}: {outcome.config.target}, {outcome.config.steps:,} steps")]
     for r, image in zip(records, outcome.x_adv[:, 0]):
         paths.append(save_image(image, out / f"adv_{r['test_index']}_{r['true']}to{r['target']}.png"))
-    rows = [[r["test_index"], r["true"], r["target"], r["predicted"], r["target_confidence"], r["l2"], r["linf"],
-             r["first_step"]] for r in records]
+    rows = table_rows(outcome)
     success = sum(r["success"] for r in records)
     machine = machine_info(device)
     notes = [f"Model: {model_name}. Dataset: {data.info.short}.",

@@ -11,18 +11,8 @@ from collections.abc import Iterator
 
 import torch
 
-MNIST_MEAN = 0.1307  # the study's normalization (mean and std of MNIST's pixels / 255)
-MNIST_STD = 0.3081
-
-
-def normalize(images: torch.Tensor) -> torch.Tensor:
-    """uint8 (N, 28, 28) → float32 (N, 1, 28, 28), the same ops as ToTensor + Normalize."""
-    return images.unsqueeze(1).float().div(255).sub(MNIST_MEAN).div(MNIST_STD)
-
-
-def to_pixels(x: torch.Tensor) -> torch.Tensor:
-    """Normalized input → pixel scale [0, 1] (not clipped)."""
-    return x * MNIST_STD + MNIST_MEAN
+from .errors import DataError
+from .pixels import normalize
 
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
@@ -48,7 +38,7 @@ class TensorLoader:
         seed: int = 0,
     ) -> None:
         if len(images) != len(labels):
-            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+            raise DataError(f"{len(images)} images but {len(labels)} labels")
         self.images = normalize(images).to(device)
         self.labels = labels.to(device=device, dtype=torch.int64)
         self.batch_size = batch_size

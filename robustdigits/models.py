@@ -15,6 +15,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from .checks import check_flag, check_number
+from .errors import ConfigError
+
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 
 
@@ -38,16 +41,12 @@ def list_models() -> list[str]:
 def get_model(name: str, **config: Any) -> nn.Module:
     """Build the registered model ``name`` on the CPU with ``config`` as arguments."""
     if name not in _REGISTRY:
-        raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(list_models())}")
+        raise ConfigError(f"unknown model {name!r}; choose one of: {', '.join(list_models())}")
     return _REGISTRY[name](**config)
 
 
 def _check_dropout(dropout: float) -> float:
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)):
-        raise TypeError(f"dropout must be a float in [0, 1), got {dropout!r}")
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-    return float(dropout)
+    return check_number("dropout", dropout, 0.0, 1.0, high_open=True)
 
 
 class TutorialNet(nn.Module):
@@ -93,8 +92,7 @@ class LeNet(nn.Module):
     def __init__(self, dropout: float = 0.0, batchnorm: bool = False) -> None:
         super().__init__()
         p = _check_dropout(dropout)
-        if not isinstance(batchnorm, bool):
-            raise TypeError(f"batchnorm must be a bool, got {batchnorm!r}")
+        check_flag("batchnorm", batchnorm)
 
         def norm(channels: int) -> nn.Module:
             return nn.BatchNorm2d(channels) if batchnorm else nn.Identity()

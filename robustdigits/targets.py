@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import ConfigError
+
 TARGET_MODES = ("next-digit", "previous-digit", "random", "least-likely")
 NUM_CLASSES = 10
 
@@ -26,8 +28,14 @@ def target_classes(mode: str, labels: np.ndarray, logits: np.ndarray | None = No
         return (labels + offsets) % NUM_CLASSES
     if mode == "least-likely":
         if logits is None:
-            raise ValueError("target 'least-likely' needs the model's logits")
+            raise ConfigError("target 'least-likely' needs the model's logits")
         return np.asarray(logits).argmin(axis=1).astype(np.int64)
-    if mode.isdigit() and 0 <= int(mode) < NUM_CLASSES:
-        return np.full(len(labels), int(mode), dtype=np.int64)
-    raise ValueError(f"unknown target {mode!r}; choose one of: {', '.join(TARGET_MODES)}, or a digit 0-9")
+    check_target(mode)
+    return np.full(len(labels), int(mode), dtype=np.int64)
+
+
+def check_target(mode: object) -> str:
+    """``mode`` if it names a target mode or a digit, else a :class:`ConfigError`."""
+    if isinstance(mode, str) and (mode in TARGET_MODES or (len(mode) == 1 and mode.isdigit())):
+        return mode
+    raise ConfigError(f"unknown target {mode!r}; choose one of: {', '.join(TARGET_MODES)}, or a digit 0-9")

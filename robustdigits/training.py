@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -12,13 +13,18 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .checkpoints import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
+from .checkpoints import Checkpoint, load_checkpoint, save_checkpoint
 from .config import ModelSpec, TrainConfig
 from .datasets import MNISTData
+from .errors import CheckpointError, DivergedError
 from .evaluation import EvalResult, evaluate
+from .fileio import exclusive
 from .loader import TensorLoader
 
 logger = logging.getLogger(__name__)
+
+
+COLUMNS = ["epoch", "steps", "test loss", "test accuracy (%)"]  # a run's evaluations, from its metrics
 
 
 @dataclass(frozen=True)
@@ -63,14 +69,30 @@ def train(
     device: torch.device,
     checkpoint: str | os.PathLike[str] | None = None,
     resume: bool = False,
+    overwrite: bool = True,
     progress: ProgressCallback | None = None,
 ) -> TrainResult:
     """Train ``spec`` with ``config`` on ``data``; checkpoint after every epoch.
 
     With ``resume=True`` and an existing ``checkpoint`` written by the same model,
     config and dataset, training continues after its last complete epoch and gives
-    the same weights as an uninterrupted run (on the CPU).
+    the same weights as an uninterrupted run (on the CPU). ``overwrite=False`` refuses
+    an existing checkpoint (checked under the lock, so two runs cannot both pass).
+    The checkpoint is locked while training: a second process on it is refused.
+    A non-finite loss stops training with :class:`DivergedError` before a diverged
+    model is saved.
     """
+    if checkpoint is None:
+        return _train(spec, config, data, device=device, checkpoint=None, resume=False, progress=progress)
+    with exclusive(checkpoint, "checkpoint"):
+        if Path(checkpoint).exists() and not (resume or overwrite):
+            raise CheckpointError(f"checkpoint {checkpoint} exists; pass --resume to continue it or --overwrite "
+                                  "to replace it")
+        return _train(spec, config, data, device=device, checkpoint=checkpoint, resume=resume, progress=progress)
+
+
+def _train(spec: ModelSpec, config: TrainConfig, data: MNISTData, *, device: torch.device,
+           checkpoint: str | os.PathLike[str] | None, resume: bool, progress: ProgressCallback | None) -> TrainResult:
     torch.manual_seed(config.seed)
     model = spec.build().to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
@@ -85,11 +107,15 @@ def train(
     if resume and checkpoint is not None and Path(checkpoint).exists():
         ckpt = load_checkpoint(checkpoint)
         _check_resumable(ckpt, spec, config, data)
-        model.load_state_dict(ckpt.model_state)
-        if ckpt.optimizer_state is not None:
-            optimizer.load_state_dict(ckpt.optimizer_state)
-        if ckpt.rng_state is not None:
-            torch.set_rng_state(ckpt.rng_state)
+        try:
+            model.load_state_dict(ckpt.model_state)
+            if ckpt.optimizer_state is not None:
+                optimizer.load_state_dict(ckpt.optimizer_state)
+            if ckpt.rng_state is not None:
+                torch.set_rng_state(ckpt.rng_state)
+        except (RuntimeError, TypeError, ValueError, KeyError) as e:
+            raise CheckpointError(f"{ckpt.path}: its saved state does not fit a {spec.name!r} run "
+                                  f"({type(e).__name__}); it was edited or damaged: start a new run") from e
         metrics, start_epoch, step = ckpt.metrics, ckpt.epoch, ckpt.step
         logger.info("resuming %s at epoch %d, step %d", checkpoint, start_epoch, step)
     resumed_from = step
@@ -103,7 +129,10 @@ def train(
             loss.backward()
             optimizer.step()
             logged = step % config.log_interval == 0
-            value = loss.item() if logged else None
+            value = loss.item() if logged else None  # the only host sync of a step, when logging
+            if value is not None and not math.isfinite(value):
+                raise DivergedError(f"training diverged at step {step:,} (loss {value}); lower the learning rate "
+                                    f"(lr {config.lr})")
             if logged:
                 metrics["train_step"].append(step)
                 metrics["train_examples"].append(step * config.batch_size)
@@ -114,6 +143,9 @@ def train(
             if step >= total:
                 break
         result = evaluate(model, test_loader)
+        if not math.isfinite(result.loss):
+            raise DivergedError(f"training diverged by step {step:,} (test loss {result.loss}); lower the learning "
+                                f"rate (lr {config.lr})")
         history.append(result)
         for key, value_ in (("test_epoch", epoch + 1), ("test_step", step),
                             ("test_examples", step * config.batch_size),
@@ -137,15 +169,15 @@ def _check_resumable(ckpt: Checkpoint, spec: ModelSpec, config: TrainConfig, dat
     if ckpt.model_spec != spec:
         raise CheckpointError(
             f"{ckpt.path} holds a {ckpt.model_spec.name!r} model {ckpt.model_spec.kwargs}, not "
-            f"{spec.name!r} {spec.kwargs}; choose another --checkpoint or drop --resume"
+            f"{spec.name!r} {spec.kwargs}; choose another checkpoint path, or start a new run"
         )
     if ckpt.train_config != config:
         raise CheckpointError(
             f"{ckpt.path} was trained with another config ({ckpt.train_config}); "
-            "use the same options to resume, or drop --resume"
+            "resume it with the options it was trained with, or start a new run"
         )
     if ckpt.dataset.sha256 != data.info.sha256:
         raise CheckpointError(
             f"{ckpt.path} was trained on {ckpt.dataset.description}, not on {data.info.description}; "
-            "use the same --data to resume, or drop --resume"
+            "resume it on the same data, or start a new run"
         )

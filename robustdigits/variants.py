@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .config import ModelSpec
+from .errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -39,4 +40,4 @@ def get_variant(name: str) -> Variant:
     for v in VARIANTS:
         if v.name == name:
             return v
-    raise ValueError(f"unknown variant {name!r}; choose one of: {', '.join(variant_names())}")
+    raise ConfigError(f"unknown variant {name!r}; choose one of: {', '.join(variant_names())}")

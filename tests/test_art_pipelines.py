@@ -12,13 +12,13 @@ from art.metrics import adversarial_accuracy
 from torch import nn
 
 from attacks.regularized_gd import RegularizedGradientDescent
-from robustdigits.loader import MNIST_MEAN, MNIST_STD
 from robustdigits.models import get_model
+from robustdigits.pixels import MNIST_MEAN, MNIST_STD, to_pixels
 
 
 @pytest.fixture()
 def pixels(data) -> tuple[np.ndarray, np.ndarray]:
-    return (data.test_images[:16].numpy()[:, None] / 255.0).astype(np.float32), data.test_labels[:16].numpy()
+    return to_pixels(data.test_images[:16]), data.test_labels[:16].numpy()
 
 
 def classifier_for(model: nn.Module, **kwargs) -> PyTorchClassifier:
@@ -50,7 +50,7 @@ def test_in_arts_adversarial_trainer(data):
     torch.manual_seed(0)
     model = get_model("tutorial")
     classifier = classifier_for(model, optimizer=torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.5))
-    x = (data.train_images[:128].numpy()[:, None] / 255.0).astype(np.float32)
+    x = to_pixels(data.train_images[:128])
     y = data.train_labels[:128].numpy()
     before = [p.detach().clone() for p in model.parameters()]
     attack = RegularizedGradientDescent(classifier, targeted=False, max_iter=3, init="reference")

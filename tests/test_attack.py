@@ -14,7 +14,7 @@ from torch import nn
 from attacks.regularized_gd import RegularizedGradientDescent
 from robustdigits.art_bridge import make_classifier
 from robustdigits.experiment import AttackConfig, first_per_class, run_experiment
-from robustdigits.loader import MNIST_MEAN, MNIST_STD
+from robustdigits.pixels import MNIST_MEAN, MNIST_STD, to_pixels
 from robustdigits.reference import study_attack
 
 CPU = torch.device("cpu")
@@ -35,12 +35,12 @@ def study_images(data) -> tuple[np.ndarray, np.ndarray]:
     """The first test image of each digit, in pixels, and their next-digit targets."""
     labels = data.test_labels.numpy()
     idx = first_per_class(labels, 1)
-    return (data.test_images[idx].numpy()[:, None] / 255.0).astype(np.float32), (labels[idx] + 1) % 10
+    return to_pixels(data.test_images[idx]), (labels[idx] + 1) % 10
 
 
 @pytest.fixture(scope="module")
 def batch64(data) -> tuple[np.ndarray, np.ndarray]:
-    x = (data.test_images[:64].numpy()[:, None] / 255.0).astype(np.float32)
+    x = to_pixels(data.test_images[:64])
     return x, (data.test_labels[:64].numpy() + 1) % 10
 
 

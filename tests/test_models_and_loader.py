@@ -6,8 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from robustdigits.loader import MNIST_MEAN, MNIST_STD, TensorLoader, normalize
+from robustdigits.loader import TensorLoader
 from robustdigits.models import LeNet, count_parameters, get_model, list_models
+from robustdigits.pixels import MNIST_MEAN, MNIST_STD, normalize
 
 CPU = torch.device("cpu")
 
@@ -50,10 +51,11 @@ def test_registry_unknown_name_lists_choices():
 
 
 @pytest.mark.parametrize(("value", "error", "match"), [
-    (1.0, ValueError, r"dropout must be in \[0, 1\), got 1.0"),
-    (-0.1, ValueError, r"dropout must be in \[0, 1\)"),
-    (True, TypeError, r"dropout must be a float"),
-    ("0.1", TypeError, r"dropout must be a float"),
+    (1.0, ValueError, r"dropout must be in \[0.0, 1.0\), got 1.0"),
+    (-0.1, ValueError, r"dropout must be in \[0.0, 1.0\)"),
+    (float("nan"), ValueError, r"dropout must be finite"),
+    (True, TypeError, r"dropout must be a number"),
+    ("0.1", TypeError, r"dropout must be a number"),
 ])
 def test_dropout_is_validated(value, error, match):
     with pytest.raises(error, match=match):

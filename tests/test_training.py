@@ -96,7 +96,7 @@ def test_weights_of_another_architecture_are_refused(small_data, tmp_path):
 
 def test_corrupt_checkpoint(tmp_path):
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint at all")
-    with pytest.raises(CheckpointError, match=r"bad.pt is corrupt or not a robustdigits checkpoint"):
+    with pytest.raises(CheckpointError, match=r"bad.pt is not a readable robustdigits checkpoint \(UnpicklingError\)"):
         load_checkpoint(tmp_path / "bad.pt")
 
 
@@ -116,12 +116,15 @@ def test_newer_format_version(small_data, tmp_path):
 
 
 def test_missing_checkpoint(tmp_path):
-    with pytest.raises(CheckpointError, match=r"does not exist; train one"):
+    with pytest.raises(CheckpointError, match=r"checkpoint .*none.pt not found; pass a checkpoint written by 'robustdigits train' or 'ablate'"):
         load_checkpoint(tmp_path / "none.pt")
 
 
 @pytest.mark.parametrize(("field", "value", "error", "match"), [
-    ("lr", 0, ValueError, "lr must be > 0"),
+    ("lr", 0, ValueError, r"lr must be in \(0.0, 1000.0\], got 0"),
+    ("lr", float("nan"), ValueError, "lr must be finite, got nan"),
+    ("momentum", float("nan"), ValueError, "momentum must be finite"),
+    ("seed", 2**70, ValueError, "seed must be <= 9223372036854775807"),
     ("momentum", 1.5, ValueError, r"momentum must be in \[0.0, 1.0\]"),
     ("batch_size", True, TypeError, "batch_size must be an int"),
     ("steps", 0, ValueError, "steps must be >= 1"),
