@@ -25,8 +25,8 @@ from robustdigits.config import ModelSpec, TrainConfig
 from robustdigits.datasets import load_embedded
 from robustdigits.experiment import first_per_class
 from robustdigits.pixels import MNIST_MEAN, MNIST_STD, to_pixels
-from robustdigits.reference import study_attack
 from robustdigits.reports import machine_info, machine_line
+from robustdigits.study_loop import study_attack
 from robustdigits.training import train
 
 

@@ -1,3 +1,23 @@
-"""robustdigits: train the classic MNIST networks, attack them, and see the result."""
+"""robustdigits: train the classic MNIST networks, attack them, and see the result.
+
+Module map, by layer; imports only point down (a module uses the ones below it):
+
+- **command line**: ``cli`` (thin click commands, the only place that prints),
+  ``entry`` and ``__main__`` (the console script).
+- **workflows**: ``ablation`` (the study's nine variants; trains a variant when a
+  command needs it), ``experiment`` (the study's attack experiment), ``bench`` (our
+  attack beside ART's), ``fetch`` (full MNIST into the data cache).
+- **steps**: ``training`` (resumable SGD), ``evaluation`` (accuracy and loss),
+  ``attacks.RegularizedGradientDescent`` (the study's attack, an ART EvasionAttack),
+  ``art_bridge`` (a model as an ART classifier), ``scoring`` (success and distances),
+  ``targets`` (target classes), ``plots`` and ``reports`` (figures and tables).
+- **foundations**: ``datasets`` (embedded subset and IDX files), ``loader`` (a
+  device-resident batch loader), ``models`` (the registry of the three networks),
+  ``variants`` (the study's nine rows and published numbers), ``config`` (frozen
+  configs), ``checkpoints`` (atomic, versioned, and their names), ``fileio`` (atomic
+  writes, locks, writability checks), ``pixels`` (uint8 → [0, 1] → normalized),
+  ``checks`` (argument checks), ``errors`` (the project's error classes), ``devices``.
+- ``study_loop``: the study's own attack loop as written, kept only for tests and benchmarks.
+"""
 
 __version__ = "0.1.0"

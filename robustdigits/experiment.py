@@ -138,6 +138,10 @@ def write_experiment_report(outcome: AttackOutcome, out_dir: str | os.PathLike[s
     """``gallery.png``, ``adv_<index>_<true>to<target>.png`` and ``results.json/.csv/.md``."""
     out = Path(out_dir)
     records = outcome.records()
+    current = {f"adv_{r['test_index']}_{r['true']}to{r['target']}.png" for r in records}
+    for stale in out.glob("adv_*_*to*.png"):  # images of an earlier run that results.json would not describe
+        if stale.name not in current:
+            stale.unlink()
     captions = [f"{r['true']} → {r['target']}: pred {r['predicted']} ({r['target_confidence']:.2f})" for r in records]
     paths = [plot_gallery(outcome.x_ref[:, 0], outcome.x_adv[:, 0], captions, out / "gallery.png",
                           title=f"{model_name}: {outcome.config.target}, {outcome.config.steps:,} steps")]

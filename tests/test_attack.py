@@ -15,7 +15,7 @@ from attacks.regularized_gd import RegularizedGradientDescent
 from robustdigits.art_bridge import make_classifier
 from robustdigits.experiment import AttackConfig, first_per_class, run_experiment
 from robustdigits.pixels import MNIST_MEAN, MNIST_STD, to_pixels
-from robustdigits.reference import study_attack
+from robustdigits.study_loop import study_attack
 
 CPU = torch.device("cpu")
 
@@ -56,15 +56,15 @@ def batch64(data) -> tuple[np.ndarray, np.ndarray]:
     ("max_iter", -1, ValueError, "max_iter must be >= 0"),
     ("max_iter", 10.0, TypeError, "max_iter must be an int"),
     ("max_iter", True, TypeError, "max_iter must be an int"),
-    ("init", "zeros", ValueError, "init must be one of"),
+    ("init", "zeros", ValueError, "unknown init 'zeros'; choose one of: noise, reference"),
     ("init", 0, TypeError, "init must be a str"),
     ("noise_mean", None, TypeError, "noise_mean must be a number"),
     ("noise_std", -1.0, ValueError, "noise_std must be >= 0"),
     ("seed", -3, ValueError, "seed must be >= 0"),
     ("seed", 1.5, TypeError, "seed must be an int"),
     ("clip", 1, TypeError, "clip must be a bool"),
-    ("early_stop", 1.5, ValueError, r"early_stop must be a probability in \(0, 1\]"),
-    ("early_stop", 0.0, ValueError, "early_stop must be > 0"),
+    ("early_stop", 1.5, ValueError, r"early_stop must be in \(0.0, 1.0\], got 1.5"),
+    ("early_stop", 0.0, ValueError, r"early_stop must be in \(0.0, 1.0\], got 0.0"),
     ("early_stop", False, TypeError, "early_stop must be a number"),
     ("keep_best", "yes", TypeError, "keep_best must be a bool"),
     ("targeted", None, TypeError, "targeted must be a bool"),

@@ -1,5 +1,6 @@
-"""The study's own attack loop, as written, kept as the reference that our attack is
-tested against (faithfulness) and measured against (benchmarks). Not for use."""
+"""The study's own attack loop, as written: kept only as the reference our attack is
+tested against (faithfulness, ``tests/test_attack.py``) and timed against
+(``benchmarks/attack_throughput.py``). Not for use: see ``attacks.RegularizedGradientDescent``."""
 
 from __future__ import annotations
 
