@@ -30,7 +30,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .datasets import DataError, default_data_dir
+from .datasets import default_data_dir
+from .errors import DataError
+from .fileio import exclusive
 
 logger = logging.getLogger(__name__)
 
@@ -119,19 +121,20 @@ def fetch_mnist(
             raise DataError(f"unknown MNIST source {unknown[0]!r}; choose from: {', '.join(known)}")
         attempts = [(name, known[name]) for name in sources]
     failures: list[str] = []
-    for name, fill in attempts:
-        if progress:
-            progress(f"trying {name}")
-        with _staging(root) as staging:
-            try:
-                fill(staging)
-                _verify(staging, origin=name)
-            except DataError as e:
-                failures.append(f"{name}: {e}")
-                logger.info("MNIST source %s failed: %s", name, e)
-                continue
-            _install(staging, folder)
-        return FetchResult(folder, name, tuple(failures))
+    with exclusive(folder.parent, "data cache"):  # two fetches into one cache: the second is refused
+        for name, fill in attempts:
+            if progress:
+                progress(f"trying {name}")
+            with _staging(root) as staging:
+                try:
+                    fill(staging)
+                    _verify(staging, origin=name)
+                except DataError as e:
+                    failures.append(f"{name}: {e}")
+                    logger.info("MNIST source %s failed: %s", name, e)
+                    continue
+                _install(staging, folder)
+            return FetchResult(folder, name, tuple(failures))
     hint = "" if source is not None else f"; {FROM_HINT}"
     raise FetchError(f"could not fetch full MNIST ({'; '.join(failures)}){hint}")
 

@@ -99,40 +99,49 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
     return write_atomic(path, lambda f: f.write(text.encode("utf-8")))
 
 
-def check_writable_dir(folder: str | os.PathLike[str], option: str) -> Path:
+def check_writable_dir(folder: str | os.PathLike[str], option: str, *, shown: Path | None = None) -> Path:
     """Prove that files can be written in ``folder`` (which need not exist yet: its
     nearest existing ancestor is probed, and nothing is left behind); else an
-    :class:`OutputError` naming ``option`` (e.g. ``"--out"``)."""
+    :class:`OutputError` naming ``option`` (e.g. ``"--out"``) and ``shown`` (default ``folder``)."""
     path = Path(folder)
+    shown = shown or path
+    _check_name_lengths(path, option)
     existing = path
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir():
-        raise OutputError(f"{option} {path}: {existing} is a file, not a folder; choose another path")
-    try:
-        name_max = os.pathconf(existing, "PC_NAME_MAX")
-    except (OSError, ValueError):
-        name_max = 255
-    too_long = [part for part in path.parts if len(part.encode()) > name_max]
-    if too_long:
-        raise OutputError(f"{option}: the name {too_long[0][:40]}… is longer than the {name_max} bytes the file "
-                          "system takes; choose a shorter one")
+        raise OutputError(f"{option} {shown}: {existing} is a file, not a folder; choose another path")
     try:
         with tempfile.NamedTemporaryFile(dir=existing, prefix=".write-test-"):
             pass
     except OSError as e:
-        raise OutputError(f"{option} {path}: cannot write there ({e.strerror or e}); "
+        raise OutputError(f"{option} {shown}: cannot write there ({e.strerror or e}); "
                           "choose a folder you can write to") from e
     return path
+
+
+def _check_name_lengths(path: Path, option: str) -> None:
+    too_long = [part for part in path.parts if len(part.encode()) > _name_max(path)]
+    if too_long:
+        raise OutputError(f"{option}: the name {too_long[0][:40]}… is longer than the {_name_max(path)} bytes the "
+                          "file system takes; choose a shorter one")
+
+
+def _name_max(path: Path) -> int:
+    """The longest file name the file system of ``path`` (or of the working folder) takes."""
+    try:
+        return os.pathconf(path.anchor or ".", "PC_NAME_MAX")
+    except (OSError, ValueError):
+        return 255
 
 
 def check_writable_file(path: str | os.PathLike[str], option: str) -> Path:
     """:func:`check_writable_dir` for the folder of ``path``, which must not be a folder itself."""
     target = Path(path)
+    _check_name_lengths(target, option)
     if target.is_dir():
         raise OutputError(f"{option} {target} is a folder; give a file path such as {target / 'model.pt'}")
-    check_writable_dir(target.parent, option)
-    check_writable_dir(target, option)  # the file's own name, checked for length
+    check_writable_dir(target.parent, option, shown=target)
     return target
 
 
