@@ -212,8 +212,31 @@ def test_download_flag_fetches_into_the_cache(source, monkeypatch):
     assert loaded.info.name == "idx"  # not the real full MNIST, so not named "mnist"
 
 
-def test_only_the_real_full_mnist_is_named_mnist():
-    assert len(FULL_MNIST_SHA256) == 64 and FULL_MNIST_SHA256 != "0" * 64
+def test_only_data_with_full_mnists_identity_is_named_mnist(tmp_path, source, monkeypatch):
+    from robustdigits import datasets
+
+    fetch_mnist(tmp_path / "cache", source=source)
+    small = load_mnist(str(tmp_path / "cache"))
+    assert small.info.name == "idx" and small.info.sha256 != FULL_MNIST_SHA256
+    monkeypatch.setattr(datasets, "FULL_MNIST_SHA256", small.info.sha256)  # as if these files were MNIST
+    named = load_mnist(str(tmp_path / "cache"))
+    assert named.info.name == "mnist" and named.info.description == "full MNIST (verified)"
+
+
+def test_a_cache_another_process_is_writing(tmp_path, source, monkeypatch):
+    from robustdigits.errors import BusyError
+    from robustdigits.fileio import exclusive
+
+    cache = tmp_path / "cache"
+    staging = cache / ".fetch-other"  # another fetch, half done
+    staging.mkdir(parents=True)
+    shutil.copy(source / NAMES[0], staging / NAMES[0])
+    monkeypatch.setenv("ROBUSTDIGITS_DATA", str(cache))
+    assert load_mnist("auto").info.name == "embedded" and not is_cached(cache)
+    with exclusive(cache / "MNIST", "data cache"):
+        with pytest.raises(BusyError, match=r"data cache .*MNIST is being written by another robustdigits process"):
+            fetch_mnist(cache, source=source)
+    assert fetch_mnist(cache, source=source).source == str(source)
 
 
 def test_cli_fetch_and_info(tmp_path, source):
