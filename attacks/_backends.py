@@ -13,6 +13,7 @@ summed loss with respect to the input. Two backends serve the same loop.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Iterator
 from typing import Any, Protocol
 
@@ -21,6 +22,23 @@ import torch
 import torch.nn.functional as F
 
 from robustdigits.errors import ConfigError
+
+# On the CPU, oneDNN's convolutions lose to PyTorch's native ones at tiny batches and win
+# from 16 up (measured on the study's LeNet, 2-core x86_64: 1.7x faster without oneDNN at
+# batch 10, 1.8x slower at batch 16), so attacks turn oneDNN off at batches this small.
+_NATIVE_CONV_MAX_BATCH = 10
+
+
+@contextlib.contextmanager
+def small_batch_convolutions(device: torch.device, batch: int) -> Iterator[None]:
+    """Native convolutions for tiny CPU batches (see _NATIVE_CONV_MAX_BATCH); restored after."""
+    if device.type != "cpu" or batch > _NATIVE_CONV_MAX_BATCH:
+        yield
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # torch warns about TF32 on Intel GPUs here
+        with torch.backends.mkldnn.flags(enabled=False):
+            yield
 
 
 class Backend(Protocol):

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -17,15 +15,11 @@ from art.estimators.estimator import BaseEstimator, LossGradientsMixin
 from robustdigits.checks import check_choice, check_flag, check_int, check_number
 from robustdigits.errors import ConfigError
 
-from ._backends import Backend, EstimatorBackend, TorchBackend, uses_torch_path
+from ._backends import Backend, EstimatorBackend, TorchBackend, small_batch_convolutions, uses_torch_path
 
 logger = logging.getLogger(__name__)
 
 INITS = ("noise", "reference")
-# On the CPU, oneDNN's convolutions lose to PyTorch's native ones at tiny batches and win
-# from 16 up (measured on the study's LeNet, 2-core x86_64: 1.7x faster without oneDNN at
-# batch 10, 1.8x slower at batch 16), so the torch path turns oneDNN off at batches this small.
-_NATIVE_CONV_MAX_BATCH = 10
 
 
 class RegularizedGradientDescent(EvasionAttack):
@@ -124,7 +118,7 @@ class RegularizedGradientDescent(EvasionAttack):
                 batch = slice(start, start + self.batch_size)
                 if self.verbose:
                     logger.info("attacking samples %d-%d of %d", start, start + len(x_ref[batch]), len(x_ref))
-                with _small_batch_convolutions(backend.device, len(x_ref[batch])):
+                with small_batch_convolutions(backend.device, len(x_ref[batch])):
                     out[batch], first[batch] = self._run(backend, x_init[batch], x_ref[batch], labels[batch],
                                                          progress)
         self.success_step_ = first
@@ -214,18 +208,6 @@ class RegularizedGradientDescent(EvasionAttack):
 
     def _uses_torch_path(self) -> bool:
         return uses_torch_path(self.estimator)
-
-
-@contextlib.contextmanager
-def _small_batch_convolutions(device: torch.device, batch: int) -> Iterator[None]:
-    """Native convolutions for tiny CPU batches (see _NATIVE_CONV_MAX_BATCH); restored after."""
-    if device.type != "cpu" or batch > _NATIVE_CONV_MAX_BATCH:
-        yield
-        return
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # torch warns about TF32 on Intel GPUs here
-        with torch.backends.mkldnn.flags(enabled=False):
-            yield
 
 
 class _Tracker:
