@@ -16,6 +16,7 @@ from torch import nn
 
 from .config import ModelSpec, TrainConfig
 from .datasets import DatasetInfo
+from .devices import fast_layout
 from .errors import CheckpointError
 from .fileio import atomic_path
 
@@ -57,7 +58,8 @@ class Checkpoint:
                 f"{self.path}: its weights do not fit the {self.model_spec.name!r} architecture "
                 f"{self.model_spec.kwargs}; it was written for another model"
             ) from e
-        return model.to(device).eval()
+        device = torch.device(device)
+        return model.to(device).to(memory_format=fast_layout(device)).eval()
 
 
 def save_checkpoint(

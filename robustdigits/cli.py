@@ -449,6 +449,8 @@ def attack(model_ref: str, target: str, steps: int, eta: float, lam: float, init
               help=f"Comma-separated from {', '.join(ATTACKS)}, or all.")
 @click.option("--n", type=click.IntRange(min=1), default=1000, show_default=True,
               help="Attack the first N test images.")
+@click.option("--n-slow", type=click.IntRange(min=1), default=100, show_default=True,
+              help="C&W and DeepFool (ART's slow NumPy attacks) attack a stratified subset of this many of them.")
 @click.option("--target", default="next-digit", show_default=True,
               help=f"Targets of the targeted attacks: {', '.join(TARGET_MODES)}, or a digit 0-9.")
 @click.option("--eps", type=float, default=0.3, show_default=True,
@@ -460,8 +462,8 @@ def attack(model_ref: str, target: str, steps: int, eta: float, lam: float, init
 @click.option("--checkpoints", type=click.Path(path_type=Path), default=DEFAULT_CHECKPOINTS, show_default=True)
 @data_options
 @handle_errors
-def bench(models: str, attacks: str, n: int, target: str, eps: float, rgd_steps: int, out: Path | None,
-          checkpoints: Path, **common: Any) -> None:
+def bench(models: str, attacks: str, n: int, n_slow: int, target: str, eps: float, rgd_steps: int,
+          out: Path | None, checkpoints: Path, **common: Any) -> None:
     """Our attack beside ART's FGSM, PGD, C&W and DeepFool on every model variant.
 
     Reports clean accuracy, success rate, L2 / L∞ perturbations and time per image, plus
@@ -473,7 +475,7 @@ def bench(models: str, attacks: str, n: int, target: str, eps: float, rgd_steps:
       robustdigits bench --models all --attacks all --n 1000
     """
     chosen = ATTACKS if attacks == "all" else tuple(a.strip() for a in attacks.split(","))
-    config = BenchConfig(n=n, target=target, eps=eps, rgd_steps=rgd_steps, attacks=chosen)
+    config = BenchConfig(n=n, n_slow=n_slow, target=target, eps=eps, rgd_steps=rgd_steps, attacks=chosen)
     refs = variant_names() if models == "all" else [m.strip() for m in models.split(",")]
     for ref in refs:
         check_model_ref(ref)
@@ -483,9 +485,10 @@ def bench(models: str, attacks: str, n: int, target: str, eps: float, rgd_steps:
     out = check_writable_dir(out or REPORTS / data.info.name, "--out")
     loaded = [load_model(ref, data, checkpoints, device) for ref in refs]
     with make_progress() as progress:
-        task = progress.add_task("bench", total=len(loaded) * (len(chosen) + 2), info="")
+        task = progress.add_task("bench: attacks and sweeps finished", total=len(loaded) * (len(chosen) + 2),
+                                 info="")
 
-        def step(label: str) -> None:
+        def step(label: str) -> None:  # called when an attack or a sweep finishes: the ETA follows real work
             progress.update(task, info=label)
             progress.advance(task)
 

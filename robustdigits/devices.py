@@ -9,6 +9,13 @@ from .errors import ConfigError
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
 
+def fast_layout(device: torch.device) -> torch.memory_format:
+    """The memory layout models run in on ``device``: channels_last on the CPU, where
+    oneDNN's convolutions run these nets faster in it (benchmarks/speed.py measures it);
+    elsewhere the default, since no other device was measured."""
+    return torch.channels_last if device.type == "cpu" else torch.contiguous_format
+
+
 def resolve_device(choice: str) -> torch.device:
     """``auto`` picks CUDA when available, else the CPU; ``cuda`` without CUDA fails."""
     if choice == "auto":

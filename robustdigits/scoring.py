@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -23,10 +24,25 @@ def perturbation_norms(x: np.ndarray, x_adv: np.ndarray) -> tuple[np.ndarray, np
     return np.linalg.norm(delta, axis=1), np.abs(delta).max(axis=1, initial=0.0)
 
 
+def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """The 95% Wilson score interval of a rate, in percent (Wilson 1927): honest at small n
+    and at rates near 0 or 100, where the normal approximation is not."""
+    if n == 0:
+        return 0.0, 100.0
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    low = 0.0 if successes == 0 else 100.0 * max(0.0, centre - half)  # exact ends, not 99.999…
+    high = 100.0 if successes == n else 100.0 * min(1.0, centre + half)
+    return low, high
+
+
 @dataclass(frozen=True)
 class Score:
     n: int
     success_rate: float  # percent of all samples
+    ci_low: float  # 95% Wilson interval of success_rate, percent
+    ci_high: float
     median_l2: float | None  # over successful samples; None when none succeeded
     mean_l2: float | None
     median_linf: float | None
@@ -39,6 +55,7 @@ def summarize(success: np.ndarray, l2: np.ndarray, linf: np.ndarray) -> Score:
     def stat(f: Callable[[np.ndarray], Any], a: np.ndarray) -> float | None:
         return float(f(a[ok])) if ok.any() else None
 
-    return Score(n=len(ok), success_rate=100.0 * float(ok.mean()) if len(ok) else 0.0,
+    low, high = wilson_interval(int(ok.sum()), len(ok))
+    return Score(n=len(ok), success_rate=100.0 * float(ok.mean()) if len(ok) else 0.0, ci_low=low, ci_high=high,
                  median_l2=stat(np.median, l2), mean_l2=stat(np.mean, l2),
                  median_linf=stat(np.median, linf), mean_linf=stat(np.mean, linf))

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from .checkpoints import Checkpoint, load_checkpoint, save_checkpoint
 from .config import ModelSpec, TrainConfig
 from .datasets import MNISTData
+from .devices import fast_layout
 from .errors import CheckpointError, DivergedError
 from .evaluation import EvalResult, evaluate
 from .fileio import exclusive
@@ -94,7 +95,7 @@ def train(
 def _train(spec: ModelSpec, config: TrainConfig, data: MNISTData, *, device: torch.device,
            checkpoint: str | os.PathLike[str] | None, resume: bool, progress: ProgressCallback | None) -> TrainResult:
     torch.manual_seed(config.seed)
-    model = spec.build().to(device)
+    model = spec.build().to(device).to(memory_format=fast_layout(device))
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
     train_loader = TensorLoader(data.train_images, data.train_labels, batch_size=config.batch_size,
                                 shuffle=True, device=device, seed=config.seed)

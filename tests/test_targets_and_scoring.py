@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from robustdigits.scoring import is_adversarial, perturbation_norms, summarize
+from robustdigits.bench import stratified_subset
+from robustdigits.scoring import is_adversarial, perturbation_norms, summarize, wilson_interval
 from robustdigits.targets import target_classes
 
 LABELS = np.arange(10)
@@ -59,3 +60,25 @@ def test_norms_and_summary_count_only_successes():
     assert score.success_rate == pytest.approx(200 / 3)
     assert score.median_l2 == pytest.approx(0.35) and score.mean_linf == pytest.approx(0.25)
     assert summarize(np.array([False]), l2[:1], linf[:1]).median_l2 is None
+
+
+@pytest.mark.parametrize("k, n, low, high", [
+    # the Wilson score formula with z = 1.96, evaluated separately (Wilson 1927; Agresti & Coull 1998)
+    (0, 10, 0.0, 27.75),
+    (10, 10, 72.25, 100.0),
+    (5, 10, 23.66, 76.34),
+    (81, 100, 72.22, 87.49),
+])
+def test_wilson_interval_on_known_values(k, n, low, high):
+    lo, hi = wilson_interval(k, n)
+    assert lo == pytest.approx(low, abs=0.01) and hi == pytest.approx(high, abs=0.01)
+    assert lo <= 100 * k / n <= hi
+
+
+def test_stratified_subset_keeps_class_proportions():
+    labels = np.repeat(np.arange(10), [98, 113, 103, 101, 98, 89, 96, 103, 97, 102])
+    chosen = stratified_subset(labels, 100)
+    assert len(chosen) == 100 and len(set(chosen.tolist())) == 100
+    counts = np.bincount(labels[chosen], minlength=10)
+    assert counts.tolist() == [10, 11, 10, 10, 10, 9, 10, 10, 10, 10]
+    assert np.all(np.diff(chosen) > 0)
