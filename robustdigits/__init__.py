@@ -6,12 +6,13 @@ Module map, by layer; imports only point down (a module uses the ones below it):
   ``entry`` and ``__main__`` (the console script).
 - **workflows**: ``ablation`` (the study's nine variants; trains a variant when a
   command needs it), ``experiment`` (the study's attack experiment), ``bench`` (our
-  attack beside ART's), ``fetch`` (full MNIST into the data cache).
+  attack beside ART's).
 - **steps**: ``training`` (resumable SGD), ``evaluation`` (accuracy and loss),
   ``attacks.RegularizedGradientDescent`` (the study's attack, an ART EvasionAttack),
   ``art_bridge`` (a model as an ART classifier), ``scoring`` (success and distances),
   ``targets`` (target classes), ``plots`` and ``reports`` (figures and tables).
-- **foundations**: ``datasets`` (embedded subset and IDX files), ``loader`` (a
+- **foundations**: ``datasets`` (embedded subset, IDX files, which data a command
+  uses), ``fetch`` (full MNIST into the data cache, verified), ``loader`` (a
   device-resident batch loader), ``models`` (the registry of the three networks),
   ``variants`` (the study's nine rows and published numbers), ``config`` (frozen
   configs), ``checkpoints`` (atomic, versioned, and their names), ``fileio`` (atomic

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from .errors import DataError
+from .fetch import default_data_dir, fetch_mnist
 
 logger = logging.getLogger(__name__)
 
@@ -234,11 +235,6 @@ def load_idx(root: str | os.PathLike[str]) -> MNISTData:
                      arrays["test_labels"], info)
 
 
-def default_data_dir() -> Path:
-    """``$ROBUSTDIGITS_DATA`` or ``~/.cache/robustdigits``."""
-    return Path(os.environ.get("ROBUSTDIGITS_DATA", Path.home() / ".cache" / "robustdigits"))
-
-
 def load_mnist(data: str = "auto", download: bool = False) -> MNISTData:
     """The data a command runs on.
 
@@ -251,9 +247,6 @@ def load_mnist(data: str = "auto", download: bool = False) -> MNISTData:
     ``download=True`` first fetches full MNIST into the cache (or the folder) when it
     is not there yet, from every source :func:`robustdigits.fetch.fetch_mnist` knows.
     """
-    # fetch imports this module (DataError, IDX_FILES), so it is imported here.
-    from .fetch import fetch_mnist
-
     if data == "embedded":
         return load_embedded()
     root = default_data_dir() if data in ("auto", "mnist") else Path(data)

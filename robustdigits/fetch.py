@@ -30,7 +30,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .datasets import default_data_dir
 from .errors import DataError
 from .fileio import exclusive
 
@@ -63,6 +62,11 @@ class FetchResult:
 
 
 Progress = Callable[[str], None]
+
+
+def default_data_dir() -> Path:
+    """``$ROBUSTDIGITS_DATA`` or ``~/.cache/robustdigits``."""
+    return Path(os.environ.get("ROBUSTDIGITS_DATA", Path.home() / ".cache" / "robustdigits"))
 
 
 def cache_folder(cache: str | os.PathLike[str] | None = None) -> Path:

