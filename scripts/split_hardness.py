@@ -11,13 +11,13 @@ test accuracies to ``reports/embedded/split_hardness.md/.csv/.json``.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import statistics
 import time
 
 import numpy as np
 import torch
+from experiment_args import experiment_args
 
 from robustdigits.ablation import AblationConfig
 from robustdigits.datasets import DatasetInfo, MNISTData, content_sha256, load_embedded_arrays, stratified_split
@@ -51,13 +51,7 @@ def make_data(images: np.ndarray, labels: np.ndarray, train_idx: np.ndarray, tes
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--variant", default="textbook-momentum")
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", default="reports/embedded")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    args = experiment_args(__doc__, seeds=3, out="reports/embedded", variant="textbook-momentum")
     variant = get_variant(args.variant)
     images, labels = load_embedded_arrays()
     fixed_train, fixed_test = stratified_split(labels, TEST_SIZE)

@@ -10,11 +10,11 @@ MNIST in the data cache (``robustdigits data fetch``). Prints and writes
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import torch
 import torch.nn.functional as F
+from experiment_args import experiment_args
 from torch.utils.data import DataLoader
 from torchvision import datasets, transforms
 
@@ -35,13 +35,8 @@ def accuracy(model: torch.nn.Module, loader: DataLoader) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--variants", default="textbook-dropout0.5,textbook-momentum-dropout0.5")
-    parser.add_argument("--seeds", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", default="reports/mnist")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    args = experiment_args(__doc__, seeds=1, out="reports/mnist",
+                           variants="textbook-dropout0.5,textbook-momentum-dropout0.5")
     tf = transforms.Compose([transforms.ToTensor(), transforms.Normalize((MNIST_MEAN,), (MNIST_STD,))])
     root = str(default_data_dir())
     train_set = datasets.MNIST(root, train=True, transform=tf)
