@@ -19,7 +19,7 @@ from attacks.regularized_gd import RegularizedGradientDescent
 from .art_bridge import make_classifier
 from .checks import check_choice, check_int, check_number
 from .config import MAX_SEED
-from .datasets import MNISTData
+from .datasets import MNISTData, proportional_counts
 from .pixels import MNIST_MEAN, MNIST_STD, to_pixels
 from .plots import plot_curves
 from .reports import machine_info, machine_line, write_report
@@ -141,10 +141,7 @@ def stratified_subset(labels: np.ndarray, k: int) -> np.ndarray:
     """Indices of ``k`` images holding every class in proportion (largest remainder),
     each class's first images, in their original order."""
     classes, counts = np.unique(labels, return_counts=True)
-    quota = counts * k / counts.sum()
-    take = np.floor(quota).astype(int)
-    for i in np.argsort(-(quota - take), kind="stable")[: k - take.sum()]:
-        take[i] += 1
+    take = proportional_counts(counts, k)
     chosen = [np.flatnonzero(labels == c)[:t] for c, t in zip(classes, take)]
     return np.sort(np.concatenate(chosen))
 

@@ -106,16 +106,23 @@ def stratified_split(labels: np.ndarray, test_size: int) -> tuple[np.ndarray, np
     is close to stratified (the first 1,000 test images hold every digit).
     """
     classes, counts = np.unique(labels, return_counts=True)
-    quota = counts * test_size / counts.sum()
-    n_test = np.floor(quota).astype(int)
-    for i in np.argsort(-(quota - n_test), kind="stable")[: test_size - n_test.sum()]:
-        n_test[i] += 1
+    n_test = proportional_counts(counts, test_size)
     train, test = [], []
     for c, count, k in zip(classes, counts, n_test):
         idx = np.flatnonzero(labels == c)
         train.append(idx[: count - k])
         test.append(idx[count - k :])
     return _interleave(train), _interleave(test)
+
+
+def proportional_counts(counts: np.ndarray, total: int) -> np.ndarray:
+    """Split ``total`` over classes in proportion to ``counts`` by largest remainder, so the
+    parts are whole numbers that sum to ``total`` (ties go to the earlier class)."""
+    quota = counts * total / counts.sum()
+    parts = np.floor(quota).astype(int)
+    for i in np.argsort(-(quota - parts), kind="stable")[: total - parts.sum()]:
+        parts[i] += 1
+    return parts
 
 
 def _interleave(groups: list[np.ndarray]) -> np.ndarray:

@@ -10,6 +10,6 @@ def run(prog_name: str | None = None) -> None:
     try:
         from .cli import main
     except KeyboardInterrupt:
-        print("interrupted while starting; nothing was written", file=sys.stderr)
+        sys.stderr.write("interrupted while starting; nothing was written\n")
         sys.exit(130)
     main(prog_name=prog_name)
