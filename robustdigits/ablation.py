@@ -186,13 +186,15 @@ def trained_checkpoint(
     *,
     checkpoints: str | os.PathLike[str],
     device: torch.device,
-    train_missing: bool = True,
+    announce: Callable[[Path], None] | None = None,
     progress: Callable[[Variant, int, TrainEvent], None] | None = None,
 ) -> Checkpoint:
     """``ref`` is a checkpoint file, or a variant name: its seed-1 checkpoint on ``data``,
-    trained (or finished) first with the ablation's settings when ``train_missing``.
-    Callers that train should say so first (:func:`needs_training`)."""
-    if ref in variant_names() and train_missing and needs_training(ref, data, checkpoints):
+    trained (or finished) first with the ablation's settings, after ``announce(path)``
+    lets the caller say so."""
+    if needs_training(ref, data, checkpoints):
+        if announce:
+            announce(checkpoint_path(checkpoints, data.info, ref))
         run_ablation(data, AblationConfig(), device=device, checkpoints=checkpoints,
                      variants=[get_variant(ref)], progress=progress)
     return resolve_checkpoint(ref, data.info, checkpoints)

@@ -1,7 +1,7 @@
 """Checkpoints: model and optimizer state with everything needed to trust them.
 
-A checkpoint is a dict of plain values and tensors (so ``torch.load(...,
-weights_only=True)`` reads it) written atomically.
+A checkpoint is a dict of plain values and tensors, so the safe tensor-only
+unpickler reads it (``weights_only=True``); it is written atomically.
 """
 
 from __future__ import annotations

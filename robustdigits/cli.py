@@ -28,7 +28,6 @@ from . import __version__
 from .ablation import (
     BUDGETS,
     AblationConfig,
-    needs_training,
     resolve_checkpoint,
     run_ablation,
     trained_checkpoint,
@@ -40,9 +39,9 @@ from .ablation import table_rows as ablation_rows
 from .bench import ATTACKS, BenchConfig, run_bench, write_bench_report
 from .bench import COLUMNS as BENCH_COLUMNS
 from .bench import table_rows as bench_rows
-from .checkpoints import DEFAULT_CHECKPOINTS, checkpoint_path
+from .checkpoints import DEFAULT_CHECKPOINTS, Checkpoint
 from .config import ModelSpec, TrainConfig
-from .datasets import MNISTData, default_data_dir, load_mnist
+from .datasets import MNISTData, default_data_dir, find_idx_dir, load_mnist
 from .devices import DEVICE_CHOICES, resolve_device
 from .errors import CheckpointError, RobustDigitsError
 from .evaluation import COLUMNS as EVAL_COLUMNS
@@ -219,11 +218,18 @@ def check_model_ref(ref: str) -> None:
                               f"of that name ({', '.join(variant_names())})")
 
 
+def note_unfinished(ckpt: Checkpoint) -> None:
+    if not ckpt.complete:
+        err_console.print(f"note: {ckpt.path} is unfinished (step {ckpt.step:,} of {ckpt.total_steps:,})")
+
+
 def load_model(ref: str, data: MNISTData, checkpoints: Path, device: torch.device) -> tuple[str, torch.nn.Module]:
     """A variant name (trained first if needed, saying so) or a checkpoint file."""
-    if needs_training(ref, data, checkpoints):
+
+    def announce(path: Path) -> None:
         console.print(f"[yellow]variant {ref} has no finished checkpoint on {data.info.name} data: training it now "
-                      f"with the ablation's settings (seed 1, into {checkpoint_path(checkpoints, data.info, ref)})[/]")
+                      f"with the ablation's settings (seed 1, into {path})[/]")
+
     with make_progress() as progress:
         bars: dict[int, TaskID] = {}
 
@@ -232,9 +238,9 @@ def load_model(ref: str, data: MNISTData, checkpoints: Path, device: torch.devic
                 bars[seed] = progress.add_task(f"train {variant.name}", total=event.total_steps, info="")
             progress.update(bars[seed], completed=event.step)
 
-        ckpt = trained_checkpoint(ref, data, checkpoints=checkpoints, device=device, progress=show)
-    if not ckpt.complete:
-        err_console.print(f"note: {ckpt.path} is unfinished (step {ckpt.step:,} of {ckpt.total_steps:,})")
+        ckpt = trained_checkpoint(ref, data, checkpoints=checkpoints, device=device, announce=announce,
+                                  progress=show)
+    note_unfinished(ckpt)
     return (ref if ref in variant_names() else ckpt.path.stem), ckpt.build_model(device)
 
 
@@ -312,8 +318,7 @@ def evaluate(model_ref: str, checkpoints: Path, **common: Any) -> None:
     ckpt = resolve_checkpoint(model_ref, data.info, checkpoints)
     if ckpt.dataset.sha256 != data.info.sha256:
         err_console.print(f"note: trained on {ckpt.dataset.description}, evaluated on {data.info.description}")
-    if not ckpt.complete:
-        err_console.print(f"note: {ckpt.path} is unfinished (step {ckpt.step:,} of {ckpt.total_steps:,})")
+    note_unfinished(ckpt)
     loader = TensorLoader(data.test_images, data.test_labels, batch_size=ckpt.train_config.test_batch_size,
                           shuffle=False, device=device)
     result = evaluate_model(ckpt.build_model(device), loader)
@@ -357,7 +362,7 @@ def ablate(budget: str, epochs: int, seeds: int, variants: str, out: Path | None
         check_writable_dir(out, "--out")
     check_writable_dir(checkpoints, "--checkpoints")
     data, device = setup(**common)
-    out = check_writable_dir(out or REPORTS / data.info.name, "--out")
+    out = out or check_writable_dir(REPORTS / data.info.name, "--out")
     runs = len(chosen) * seeds
     with make_progress() as progress:
         overall = progress.add_task(f"ablation: {runs} runs ({len(chosen)} variants × {seeds} seeds)", total=runs,
@@ -482,7 +487,7 @@ def bench(models: str, attacks: str, n: int, n_slow: int, target: str, eps: floa
     if out is not None:
         check_writable_dir(out, "--out")
     data, device = setup(**common)
-    out = check_writable_dir(out or REPORTS / data.info.name, "--out")
+    out = out or check_writable_dir(REPORTS / data.info.name, "--out")
     loaded = [load_model(ref, data, checkpoints, device) for ref in refs]
     with make_progress() as progress:
         task = progress.add_task("bench: attacks and sweeps finished", total=len(loaded) * (len(chosen) + 2),
@@ -555,8 +560,15 @@ def info() -> None:
         style = "green" if state == "ok" else "red"
         table.add_row(name, f"[{style}]{state}[/]", MNIST_SHA256[name][:16] + "…")
     console.print(table)
-    full = all(s == "ok" for s in status.values())
-    uses = "full MNIST (60,000 train / 10,000 test)" if full else "the embedded subset (8,000 train / 2,000 test)"
+    # The same rule load_mnist("auto") applies: any IDX folder under the cache is used.
+    folder = find_idx_dir(root)
+    full = folder == cache_folder(root) and all(s == "ok" for s in status.values())
+    if full:
+        uses = "full MNIST (60,000 train / 10,000 test)"
+    elif folder is None:
+        uses = "the embedded subset (8,000 train / 2,000 test)"
+    else:
+        uses = f"the IDX files in {folder}, which are not verified full MNIST"
     console.print(f"--data auto (the default of {', '.join(COMPUTE_COMMANDS)}) uses {uses}")
     if not full:
-        console.print("get full MNIST with 'robustdigits data fetch'")
+        console.print("get full MNIST with 'robustdigits data fetch' (add --force to replace what is there)")

@@ -45,7 +45,6 @@ DOWNLOAD_HINT = "pass --download to fetch full MNIST into it, or use --data auto
 # content_sha256 of full MNIST (60,000 train then 10,000 test): data with this identity
 # is named "mnist" in every report and checkpoint folder.
 FULL_MNIST_SHA256 = "1e35582d42a90940c55b956deb61875c020b567ed20e3c5b174f52bf7809ed9b"
-DATA_CHOICES = ("auto", "mnist", "embedded")
 
 
 @dataclass(frozen=True)
@@ -257,15 +256,24 @@ def load_mnist(data: str = "auto", download: bool = False) -> MNISTData:
     if data == "embedded":
         return load_embedded()
     root = default_data_dir() if data in ("auto", "mnist") else Path(data)
-    folder = find_idx_dir(root)
-    if download and (folder is None or any(_idx_path(folder, name) is None for name in IDX_FILES.values())):
+    if download and not has_all_idx_files(root):
         fetch_mnist(root)
     if data == "auto" and find_idx_dir(root) is None:
         logger.info("no MNIST under %s; using the embedded subset", root)
         return load_embedded()
     if data == "mnist" and find_idx_dir(root) is None:
         raise DataError(f"full MNIST is not in the data cache {root}; {FETCH_HINT}")
-    return load_idx(root)
+    loaded = load_idx(root)
+    if data == "mnist" and loaded.info.name != "mnist":
+        raise DataError(f"the data cache {root} holds IDX files that are not full MNIST (content sha256 "
+                        f"{loaded.info.sha256[:12]}); run 'robustdigits data fetch --force'")
+    return loaded
+
+
+def has_all_idx_files(root: str | os.PathLike[str]) -> bool:
+    """Whether :func:`find_idx_dir` finds a folder under ``root`` with all four files (raw or .gz)."""
+    folder = find_idx_dir(root)
+    return folder is not None and all(_idx_path(folder, name) is not None for name in IDX_FILES.values())
 
 
 def write_idx(path: str | os.PathLike[str], array: np.ndarray | torch.Tensor) -> None:

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import DataError
-from .fileio import exclusive
+from .fileio import check_writable_dir, exclusive
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +114,8 @@ def fetch_mnist(
     folder = cache_folder(root)
     if not force and is_cached(root):
         return FetchResult(folder, "cached", ())
-    _check_writable(root)
+    check_writable_dir(root, "data cache ($ROBUSTDIGITS_DATA)")
+    root.mkdir(parents=True, exist_ok=True)
     attempts: list[tuple[str, Callable[[Path], None]]]
     if source is not None:
         attempts = [(str(source), lambda staging: _from_path(Path(source), staging))]
@@ -141,17 +142,6 @@ def fetch_mnist(
             return FetchResult(folder, name, tuple(failures))
     hint = "" if source is not None else f"; {FROM_HINT}"
     raise FetchError(f"could not fetch full MNIST ({'; '.join(failures)}){hint}")
-
-
-def _check_writable(root: Path) -> None:
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=root, prefix=".write-test-"):
-            pass
-    except OSError as e:
-        raise DataError(
-            f"data cache {root} is not writable ({e.strerror or e}); set $ROBUSTDIGITS_DATA to a writable folder"
-        ) from e
 
 
 @contextlib.contextmanager

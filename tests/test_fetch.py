@@ -177,9 +177,32 @@ def test_interrupted_fetch_leaves_no_partial_file(tmp_path, source, monkeypatch)
 
 
 def test_unwritable_cache_says_how_to_fix(tmp_path, source):
+    from robustdigits.errors import OutputError
+
     (tmp_path / "a-file").write_text("x")
-    with pytest.raises(DataError, match=r"data cache .*a-file/cache is not writable .*set \$ROBUSTDIGITS_DATA"):
+    with pytest.raises(OutputError, match=r"data cache \(\$ROBUSTDIGITS_DATA\) .*a-file/cache: .*a-file is a file"):
         fetch_mnist(tmp_path / "a-file" / "cache", source=source)
+    assert not (tmp_path / "a-file").is_dir()
+
+
+def test_data_mnist_refuses_idx_files_that_are_not_full_mnist(source):
+    fetch_mnist(default_data_dir(), source=source)  # the test's small IDX files, in the real cache layout
+    assert load_mnist("auto").info.name == "idx"
+    with pytest.raises(DataError, match=r"holds IDX files that are not full MNIST .*data fetch --force"):
+        load_mnist("mnist")
+
+
+def test_info_says_what_auto_uses_when_the_cache_is_not_verified_mnist(tmp_path, source):
+    import gzip
+
+    raw = default_data_dir() / "MNIST" / "raw"  # torchvision's .gz files only: auto uses them
+    raw.mkdir(parents=True)
+    for name in NAMES:
+        (raw / f"{name}.gz").write_bytes(gzip.compress((source / name).read_bytes()))
+    result = CliRunner().invoke(main, ["data", "info"])
+    assert result.exit_code == 0, result.output
+    assert f"uses the IDX files in {raw}, which are not verified full MNIST" in result.output
+    assert load_mnist("auto").info.n_train == 60  # and it does
 
 
 def test_a_tarball_without_the_files_is_named(tmp_path, source):
