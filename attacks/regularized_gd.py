@@ -45,9 +45,17 @@ class RegularizedGradientDescent(EvasionAttack):
     device (no ``.grad`` left on the model, its mode restored); any other estimator goes
     through ``predict`` and ``loss_gradient``, its loss reduction (sum or mean) measured.
 
+    ``early_stop`` and ``keep_best`` need ``init="reference"``: from noise, the starting
+    point itself may already be read as the target, and it would be kept as a "success"
+    that looks nothing like the reference.
+
     ``generate(x, y)``: ``x`` float (N, C, H, W) within ``clip_values``; ``y`` (N,) class
-    indices or (N, classes) one-hot. Returns float32 (N, C, H, W); ``success_step_`` (N,)
-    then holds each sample's first adversarial step (0 = the starting point; −1 never).
+    indices or (N, classes) one-hot. Returns float32 (N, C, H, W). Afterwards
+    ``success_step_`` (N,) holds, per sample, the step from which the model read the
+    target at every later step of the sample's run (0 = the starting point; −1 if the
+    last iterate is not adversarial), so noise that happens to be read as the target and
+    then is not again never counts; ``steps_used_`` (N,) holds the gradient steps each
+    sample ran (fewer than ``max_iter`` after an early stop).
 
     Example::
 
@@ -71,6 +79,7 @@ class RegularizedGradientDescent(EvasionAttack):
         self.early_stop, self.keep_best, self._targeted = early_stop, keep_best, targeted
         self.batch_size, self.verbose = batch_size, verbose
         self.success_step_: np.ndarray = np.empty(0, dtype=np.int64)
+        self.steps_used_: np.ndarray = np.empty(0, dtype=np.int64)
         self._check_params()
 
     @classmethod
@@ -98,6 +107,9 @@ class RegularizedGradientDescent(EvasionAttack):
         for name in ("clip", "keep_best", "targeted", "verbose"):
             check_flag(name, getattr(self, name))
         check_int("batch_size", self.batch_size, 1)
+        if self.init == "noise" and (self.early_stop is not None or self.keep_best):
+            raise ConfigError("early_stop and keep_best need init='reference' (--init reference): from noise the "
+                              "starting point may already be read as the target and would count as a success")
 
     # ------------------------------------------------------------------ attack
 
@@ -113,21 +125,22 @@ class RegularizedGradientDescent(EvasionAttack):
             EstimatorBackend(self.estimator, probe=x_ref[:1])
         out = np.empty_like(x_ref)
         first = np.full(len(x_ref), -1, dtype=np.int64)
+        used = np.zeros(len(x_ref), dtype=np.int64)
         with backend.session():
             for start in range(0, len(x_ref), self.batch_size):
                 batch = slice(start, start + self.batch_size)
                 if self.verbose:
                     logger.info("attacking samples %d-%d of %d", start, start + len(x_ref[batch]), len(x_ref))
                 with small_batch_convolutions(backend.device, len(x_ref[batch])):
-                    out[batch], first[batch] = self._run(backend, x_init[batch], x_ref[batch], labels[batch],
-                                                         progress)
-        self.success_step_ = first
+                    out[batch], first[batch], used[batch] = self._run(backend, x_init[batch], x_ref[batch],
+                                                                      labels[batch], progress)
+        self.success_step_, self.steps_used_ = first, used
         if self.estimator.clip_values is not None:
             out = np.clip(out, *self.estimator.clip_values)
         return out.astype(np.float32)
 
     def _run(self, backend: Backend, x0: np.ndarray, x_ref: np.ndarray, labels: np.ndarray,
-             progress: Callable[[int], None] | None) -> tuple[np.ndarray, np.ndarray]:
+             progress: Callable[[int], None] | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The one loop. While every sample is active the whole batch is updated in place
         (no gather/scatter); after an early stop only the active rows are."""
         x, ref, y = (backend.tensor(a) for a in (x0, x_ref, labels))
@@ -160,7 +173,7 @@ class RegularizedGradientDescent(EvasionAttack):
                 progress(1)
         if progress and step < self.max_iter:
             progress(self.max_iter - step)
-        return tracker.result(x).cpu().numpy(), tracker.first.cpu().numpy()
+        return tracker.result(x).cpu().numpy(), tracker.first.cpu().numpy(), tracker.last.cpu().numpy()
 
     # ------------------------------------------------------------------ inputs
 
@@ -211,14 +224,15 @@ class RegularizedGradientDescent(EvasionAttack):
 
 
 class _Tracker:
-    """Per-sample bookkeeping: first successful step, closest success, early stop.
-    ``idx=None`` means every sample of the batch."""
+    """Per-sample bookkeeping: the step from which the target is held, the last step
+    observed, the closest success, early stop. ``idx=None`` means every sample of the batch."""
 
     def __init__(self, x_ref: torch.Tensor, labels: torch.Tensor, attack: RegularizedGradientDescent) -> None:
         n = len(x_ref)
         self.ref, self.labels, self.attack = x_ref, labels, attack
         self.active = torch.ones(n, dtype=torch.bool, device=x_ref.device)
         self.first = torch.full((n,), -1, dtype=torch.int64, device=x_ref.device)
+        self.last = torch.zeros((n,), dtype=torch.int64, device=x_ref.device)
         self.best = torch.zeros_like(x_ref) if attack.keep_best else x_ref
         self.best_dist = torch.full((n,), float("inf"), device=x_ref.device)
 
@@ -227,7 +241,9 @@ class _Tracker:
         probs = logits.softmax(1)
         target = self.labels[at]
         ok = probs.argmax(1) == target if self.attack.targeted else probs.argmax(1) != target
-        self.first[at] = torch.where(ok & (self.first[at] < 0), step, self.first[at])
+        held = self.first[at]  # start of the current run of adversarial steps, -1 when not adversarial now
+        self.first[at] = torch.where(ok, torch.where(held < 0, step, held), -1)
+        self.last[at] = step
         if self.attack.keep_best:
             dist = (x - self.ref[at]).flatten(1).norm(dim=1)
             better = ok & (dist < self.best_dist[at])

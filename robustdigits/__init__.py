@@ -4,6 +4,8 @@ Module map, by layer; imports only point down (a module uses the ones below it):
 
 - **command line**: ``cli`` (thin click commands, the only place that prints),
   ``entry`` and ``__main__`` (the console script).
+- **public helpers**: ``api`` (``load_pixels``, ``load_variant``, ``make_classifier``,
+  also importable from ``robustdigits`` itself).
 - **workflows**: ``ablation`` (the study's nine variants; trains a variant when a
   command needs it), ``experiment`` (the study's attack experiment), ``bench`` (our
   attack beside ART's).
@@ -21,4 +23,19 @@ Module map, by layer; imports only point down (a module uses the ones below it):
 - ``study_loop``: the study's own attack loop as written, kept only for tests and benchmarks.
 """
 
+from __future__ import annotations
+
+from typing import Any
+
 __version__ = "0.1.0"
+__all__ = ["load_pixels", "load_variant", "make_classifier"]
+
+
+def __getattr__(name: str) -> Any:
+    """The public helpers of ``robustdigits.api``, imported on first use (``import
+    robustdigits`` stays light for the command line)."""
+    if name in __all__:
+        from . import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'robustdigits' has no attribute {name!r}")

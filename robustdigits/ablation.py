@@ -38,6 +38,14 @@ class AblationConfig:
         check_int("epochs", self.epochs, 1)
         check_int("seeds", self.seeds, 1)
 
+    @property
+    def checkpoint_tag(self) -> str:
+        """"" for the study's budget (2,813 steps), else what differs ("epochs5", "steps4688"):
+        checkpoints of different budgets never share a file name."""
+        if self.budget == "epochs":
+            return f"epochs{self.epochs}"
+        return "" if self.epochs == 3 else f"steps{study_steps(self.epochs, self.base.batch_size)}"
+
     def train_config(self, variant: Variant, seed: int) -> TrainConfig:
         steps = study_steps(self.epochs, self.base.batch_size) if self.budget == "steps" else None
         return dataclasses.replace(self.base, epochs=self.epochs, steps=steps,
@@ -71,9 +79,10 @@ def run_ablation(
     variants: Sequence[Variant] = VARIANTS,
     fresh: bool = False,
     progress: Callable[[Variant, int, TrainEvent], None] | None = None,
+    only_seeds: Sequence[int] | None = None,
 ) -> list[VariantResult]:
-    """Train every variant for every seed. A complete checkpoint with the same
-    config and data is reused and an incomplete one resumed.
+    """Train every variant for every seed (1..``config.seeds``, or ``only_seeds``). A
+    complete checkpoint with the same config and data is reused and an incomplete one resumed.
 
     ``fresh`` retrains into ``<name>.fresh.pt`` and replaces the finished checkpoint
     only when the new one is complete, so an interrupted fresh run loses nothing.
@@ -83,12 +92,12 @@ def run_ablation(
     with exclusive(checkpoint_dir(checkpoints, data.info), "checkpoint folder"):
         for variant in variants:
             runs = []
-            for seed in range(1, config.seeds + 1):
+            for seed in only_seeds or range(1, config.seeds + 1):
                 def report(event: TrainEvent, variant: Variant = variant, seed: int = seed) -> None:
                     if progress:
                         progress(variant, seed, event)
 
-                path = checkpoint_path(checkpoints, data.info, variant.name, seed)
+                path = checkpoint_path(checkpoints, data.info, variant.name, seed, config.checkpoint_tag)
                 runs.append(_train_one(variant, config.train_config(variant, seed), data, path, device=device,
                                        fresh=fresh, progress=report))
             results.append(VariantResult(variant, runs))
@@ -112,7 +121,9 @@ COLUMNS = ["variant", "network", "momentum", "dropout", "published acc. (%)", "o
 SUMMARY_COLUMNS = ["variant", "published acc. (%)", "our acc. (%)", "± std", "difference"]  # the terminal's
 
 
-def table_rows(results: list[VariantResult]) -> list[list[Any]]:
+def table_rows(results: list[VariantResult], n_train: int) -> list[list[Any]]:
+    """COLUMNS for each variant; epochs are passes over ``n_train`` images (2,813 steps of 64
+    are 22.5 passes over 8,000), not the epoch counter, which counts a started pass."""
     rows = []
     for r in results:
         v, run = r.variant, r.runs[0]
@@ -120,7 +131,7 @@ def table_rows(results: list[VariantResult]) -> list[list[Any]]:
             v.name, v.model.name, v.momentum, _dropout(v),
             v.published_accuracy, r.mean, r.std, r.mean - v.published_accuracy,
             statistics.fmean(x.final.loss for x in r.runs), run.metrics["test_step"][-1],
-            run.metrics["test_epoch"][-1],
+            round(run.metrics["test_examples"][-1] / n_train, 2),
         ])
     return rows
 
@@ -137,8 +148,10 @@ def write_ablation_report(
     data: MNISTData,
     out_dir: str | os.PathLike[str],
     device: torch.device,
+    settings: dict[str, Any] | None = None,
 ) -> list[Path]:
-    """``ablation.md/.csv/.json`` and ``loss_<variant>.png`` (seed 1) in ``out_dir``."""
+    """``ablation.md/.csv/.json`` and ``loss_<variant>.png`` (seed 1) in ``out_dir``;
+    ``settings`` (what identifies the run) is kept in the JSON."""
     machine = machine_info(device)
     steps = config.train_config(VARIANTS[0], 1).total_steps(data.info.n_train)
     budget = (f"the study's {steps:,} SGD steps (3 epochs of 60,000 at batch {config.base.batch_size})"
@@ -151,7 +164,7 @@ def write_ablation_report(
         f"Machine: {machine_line(machine)}.",
         "Published: the study's test accuracy on full MNIST (10,000 test images).",
     ]
-    rows = table_rows(results)
+    rows = table_rows(results, data.info.n_train)
     records = [
         {"variant": r.variant.name, "label": r.variant.label, "model": r.variant.model.name,
          "model_kwargs": r.variant.model.kwargs, "momentum": r.variant.momentum,
@@ -162,7 +175,7 @@ def write_ablation_report(
          "train_config": config.train_config(r.variant, 1).to_dict()}
         for r in results
     ]
-    meta = {"dataset": dataclasses.asdict(data.info), "budget": config.budget, "steps": steps,
+    meta = {"settings": settings, "dataset": dataclasses.asdict(data.info), "budget": config.budget, "steps": steps,
             "seeds": config.seeds, "machine": machine}
     paths = write_report(out_dir, "ablation", title="MNIST ablation: the study's numbers beside ours",
                          notes=notes, columns=COLUMNS, rows=rows, records=records, meta=meta)
@@ -172,11 +185,11 @@ def write_ablation_report(
     return paths
 
 
-def needs_training(ref: str, data: MNISTData, checkpoints: str | os.PathLike[str]) -> bool:
-    """Whether ``ref`` is a variant whose seed-1 checkpoint on ``data`` is missing or unfinished."""
+def needs_training(ref: str, data: MNISTData, checkpoints: str | os.PathLike[str], seed: int = 1) -> bool:
+    """Whether ``ref`` is a variant whose checkpoint for ``seed`` on ``data`` is missing or unfinished."""
     if ref not in variant_names():
         return False
-    path = checkpoint_path(checkpoints, data.info, ref)
+    path = checkpoint_path(checkpoints, data.info, ref, seed)
     return not path.is_file() or not load_checkpoint(path).complete
 
 
@@ -186,32 +199,35 @@ def trained_checkpoint(
     *,
     checkpoints: str | os.PathLike[str],
     device: torch.device,
+    seed: int = 1,
     announce: Callable[[Path], None] | None = None,
     progress: Callable[[Variant, int, TrainEvent], None] | None = None,
 ) -> Checkpoint:
-    """``ref`` is a checkpoint file, or a variant name: its seed-1 checkpoint on ``data``,
-    trained (or finished) first with the ablation's settings, after ``announce(path)``
-    lets the caller say so."""
-    if needs_training(ref, data, checkpoints):
+    """``ref`` is a checkpoint file, or a variant name: its checkpoint for ``seed`` on
+    ``data``, trained (or finished) first with the ablation's settings, after
+    ``announce(path)`` lets the caller say so."""
+    if needs_training(ref, data, checkpoints, seed):
         if announce:
-            announce(checkpoint_path(checkpoints, data.info, ref))
+            announce(checkpoint_path(checkpoints, data.info, ref, seed).absolute())
         run_ablation(data, AblationConfig(), device=device, checkpoints=checkpoints,
-                     variants=[get_variant(ref)], progress=progress)
-    return resolve_checkpoint(ref, data.info, checkpoints)
+                     variants=[get_variant(ref)], progress=progress, only_seeds=[seed])
+    return resolve_checkpoint(ref, data.info, checkpoints, seed)
 
 
-def resolve_checkpoint(ref: str, dataset: DatasetInfo, root: str | os.PathLike[str]) -> Checkpoint:
-    """``ref`` is a checkpoint path, or a variant name trained by ``ablate`` on ``dataset``.
-    A variant's checkpoint must be finished; a file may be unfinished (its ``complete``
-    field says so)."""
+def resolve_checkpoint(ref: str, dataset: DatasetInfo, root: str | os.PathLike[str], seed: int = 1) -> Checkpoint:
+    """``ref`` is a checkpoint path, or a variant name trained by ``ablate`` on ``dataset``
+    (its checkpoint for ``seed``). A variant's checkpoint must be finished; a file may be
+    unfinished (its ``complete`` field says so)."""
     if ref in variant_names():
-        path = checkpoint_path(root, dataset, ref)
+        path = checkpoint_path(root, dataset, ref, seed).absolute()
         if not path.is_file():
-            raise CheckpointError(f"variant {ref!r} has no checkpoint on {dataset.name} data ({path.resolve()}); "
-                                  f"train it with 'robustdigits ablate --variants {ref}'")
+            raise CheckpointError(
+                f"variant {ref!r} (seed {seed}) has no checkpoint on {dataset.name} data ({path}); train it with "
+                f"'robustdigits ablate --variants {ref}'" + (f" --seeds {seed}" if seed > 1 else "")
+                + " (a model from 'robustdigits train' is a file: pass its path instead)")
         ckpt = load_checkpoint(path)
         if not ckpt.complete:
-            raise CheckpointError(f"variant {ref!r}'s checkpoint {path.resolve()} is unfinished (step {ckpt.step:,} "
+            raise CheckpointError(f"variant {ref!r}'s checkpoint {path} is unfinished (step {ckpt.step:,} "
                                   f"of {ckpt.total_steps:,}); finish it with 'robustdigits ablate --variants {ref}'")
         return ckpt
     if Path(ref).exists():

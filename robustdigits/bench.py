@@ -182,8 +182,9 @@ def table_rows(result: BenchResult) -> list[list[Any]]:
 
 
 def write_bench_report(result: BenchResult, config: BenchConfig, data: MNISTData, out_dir: str | os.PathLike[str],
-                       device: torch.device) -> list[Path]:
-    """``bench.md/.csv/.json`` and ``bench_<fgsm|pgd>_sweep.png`` in ``out_dir``."""
+                       device: torch.device, settings: dict[str, Any] | None = None) -> list[Path]:
+    """``bench.md/.csv/.json`` and ``bench_<fgsm|pgd>_sweep.png`` in ``out_dir``; ``settings``
+    (what identifies the run) is kept in the JSON."""
     machine = machine_info(device)
     n = min(config.n, data.info.n_test)
     notes = [
@@ -195,7 +196,8 @@ def write_bench_report(result: BenchResult, config: BenchConfig, data: MNISTData
         f"Settings: {dataclasses.asdict(config)}.",
     ]
     records = [dataclasses.asdict(r) for r in result.rows]
-    meta = {"dataset": dataclasses.asdict(data.info), "config": dataclasses.asdict(config), "machine": machine,
+    meta = {"settings": settings, "dataset": dataclasses.asdict(data.info), "config": dataclasses.asdict(config),
+            "machine": machine,
             "sweep_eps": list(config.sweep), "sweep_robust_accuracy": result.sweep}
     paths = write_report(out_dir, "bench", title="Attacks on every model variant", notes=notes, columns=COLUMNS,
                          rows=table_rows(result), records=records, meta=meta)

@@ -18,10 +18,10 @@ from .config import ModelSpec, TrainConfig
 from .datasets import DatasetInfo
 from .devices import fast_layout
 from .errors import CheckpointError
+from .fetch import default_data_dir
 from .fileio import atomic_path
 
 FORMAT_VERSION = 1
-DEFAULT_CHECKPOINTS = Path("checkpoints")  # relative to the working folder, as 'ablate' and 'train' write it
 _REQUIRED = ("format_version", "model", "train_config", "model_state", "dataset", "metrics")
 
 
@@ -94,14 +94,25 @@ def save_checkpoint(
     return Path(path)
 
 
+def default_checkpoints() -> Path:
+    """``$ROBUSTDIGITS_CHECKPOINTS``, else ``checkpoints/`` in the data cache
+    (``~/.cache/robustdigits/checkpoints``): an absolute place, so a variant trained once
+    is found by name from any working folder."""
+    env = os.environ.get("ROBUSTDIGITS_CHECKPOINTS")
+    return Path(env).expanduser().absolute() if env else default_data_dir().expanduser().absolute() / "checkpoints"
+
+
 def checkpoint_dir(root: str | os.PathLike[str], dataset: DatasetInfo) -> Path:
     """Variant checkpoints are kept per dataset, so runs on different data never collide."""
     return Path(root) / f"{dataset.name}-{dataset.sha256[:12]}"
 
 
-def checkpoint_path(root: str | os.PathLike[str], dataset: DatasetInfo, variant: str, seed: int = 1) -> Path:
-    """Where ``ablate`` keeps variant ``variant``'s checkpoint for ``seed`` on ``dataset``."""
-    return checkpoint_dir(root, dataset) / f"{variant}-seed{seed}.pt"
+def checkpoint_path(root: str | os.PathLike[str], dataset: DatasetInfo, variant: str, seed: int = 1,
+                    budget: str = "") -> Path:
+    """Where ``ablate`` keeps variant ``variant``'s checkpoint for ``seed`` on ``dataset``;
+    ``budget`` tags a training budget other than the study's steps (e.g. ``"epochs3"``), so
+    one file name never holds two different trainings."""
+    return checkpoint_dir(root, dataset) / f"{variant}{'-' + budget if budget else ''}-seed{seed}.pt"
 
 
 _NOT_OURS = "pass a checkpoint written by 'robustdigits train' or 'ablate'"

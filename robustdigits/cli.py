@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import signal
 import sys
@@ -39,7 +40,7 @@ from .ablation import table_rows as ablation_rows
 from .bench import ATTACKS, BenchConfig, run_bench, write_bench_report
 from .bench import COLUMNS as BENCH_COLUMNS
 from .bench import table_rows as bench_rows
-from .checkpoints import DEFAULT_CHECKPOINTS, Checkpoint
+from .checkpoints import Checkpoint, default_checkpoints
 from .config import ModelSpec, TrainConfig
 from .datasets import MNISTData, default_data_dir, find_idx_dir, load_mnist
 from .devices import DEVICE_CHOICES, resolve_device
@@ -49,12 +50,12 @@ from .evaluation import evaluate as evaluate_model
 from .experiment import COLUMNS as ATTACK_COLUMNS
 from .experiment import AttackConfig, run_experiment, write_experiment_report
 from .experiment import table_rows as attack_rows
-from .fetch import MNIST_SHA256, cache_folder, cached_status, fetch_mnist
+from .fetch import MNIST_SHA256, cache_folder, cached_status, fetch_mnist, sha256_file
 from .fileio import check_writable_dir, check_writable_file
 from .loader import TensorLoader
 from .models import list_models
 from .plots import plot_loss_curve
-from .reports import fmt
+from .reports import check_replaceable, fmt, settings_hash
 from .targets import TARGET_MODES
 from .training import COLUMNS as TRAIN_COLUMNS
 from .training import TrainEvent
@@ -66,7 +67,12 @@ from .variants import VARIANTS, Variant, get_variant, variant_names
 REDIRECTED_WIDTH = 200
 console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else REDIRECTED_WIDTH)
 err_console = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else REDIRECTED_WIDTH)
-REPORTS = Path("reports")
+# Where commands write by default: a folder per run named by what it ran, under
+# reports/runs/ (not tracked by git). The committed results in reports/<dataset>/ are only
+# written when asked (--out, or 'robustdigits reproduce').
+RUNS = Path("reports") / "runs"
+CHECKPOINTS_HELP = "Where variants' checkpoints live  [default: $ROBUSTDIGITS_CHECKPOINTS or " \
+                   "~/.cache/robustdigits/checkpoints]"
 COMPUTE_COMMANDS = ("train", "evaluate", "ablate", "attack", "bench")
 VARIANT_NAMES = variant_names()
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -211,6 +217,16 @@ def render(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], ke
     console.print(table)
 
 
+def _dropout_text(v: Variant) -> str:
+    return "0.5 built in" if v.model.name == "tutorial" else str(v.model.kwargs.get("dropout", "none"))
+
+
+def model_tag(ref: str) -> str:
+    """A variant's name, or a checkpoint file's stem and content hash: two files that share
+    a name never share a results folder."""
+    return ref if ref in variant_names() else f"{Path(ref).stem}-{sha256_file(Path(ref))[:8]}"
+
+
 def check_model_ref(ref: str) -> None:
     """A variant name or an existing checkpoint path; checked before any data loads."""
     if ref not in variant_names() and not Path(ref).exists():
@@ -227,8 +243,12 @@ def load_model(ref: str, data: MNISTData, checkpoints: Path, device: torch.devic
     """A variant name (trained first if needed, saying so) or a checkpoint file."""
 
     def announce(path: Path) -> None:
-        console.print(f"[yellow]variant {ref} has no finished checkpoint on {data.info.name} data: training it now "
-                      f"with the ablation's settings (seed 1, into {path})[/]")
+        v = get_variant(ref)
+        console.print(f"[yellow]{ref} names the ablation's variant '{v.label}' ({v.model.name} network, "
+                      f"momentum {v.momentum:g}, dropout {_dropout_text(v)}), which has no finished checkpoint on "
+                      f"{data.info.name} data: training it now with the ablation's settings (seed 1, "
+                      f"{AblationConfig().train_config(v, 1).total_steps(data.info.n_train):,} SGD steps) into "
+                      f"{path}. To attack a model of your own, pass its checkpoint file instead.[/]")
 
     with make_progress() as progress:
         bars: dict[int, TaskID] = {}
@@ -241,7 +261,7 @@ def load_model(ref: str, data: MNISTData, checkpoints: Path, device: torch.devic
         ckpt = trained_checkpoint(ref, data, checkpoints=checkpoints, device=device, announce=announce,
                                   progress=show)
     note_unfinished(ckpt)
-    return (ref if ref in variant_names() else ckpt.path.stem), ckpt.build_model(device)
+    return model_tag(ref), ckpt.build_model(device)
 
 
 @main.command(context_settings=CONTEXT)
@@ -257,16 +277,18 @@ def load_model(ref: str, data: MNISTData, checkpoints: Path, device: torch.devic
 @click.option("--seed", type=int, default=1, show_default=True)
 @click.option("--log-interval", type=int, default=10, show_default=True, help="Steps between recorded losses.")
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=None,
-              help="Where to save (default: checkpoints/<model>[-dropout<p>].pt).")
+              help="Where to save  [default: <checkpoints>/train/<model>[-dropout<p>]-<settings>.pt, e.g. "
+                   "~/.cache/robustdigits/checkpoints/train/textbook-lr0.01-m0.5-bs64-epochs3-seed1.pt; never an "
+                   "ablation variant's file]")
 @click.option("--resume", is_flag=True, help="Continue the run saved in --checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --checkpoint.")
-@click.option("--out", type=click.Path(path_type=Path), default=Path("reports"),
-              show_default=True, help="Folder for the loss-curve PNG.")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Folder for the loss-curve PNG  [default: reports/runs/<dataset>/train]")
 @data_options
 @handle_errors
 def train(model: str, dropout: float | None, epochs: int, steps: int | None, batch_size: int,
           test_batch_size: int, lr: float, momentum: float, seed: int, log_interval: int,
-          checkpoint: Path | None, resume: bool, overwrite: bool, out: Path, **common: Any) -> None:
+          checkpoint: Path | None, resume: bool, overwrite: bool, out: Path | None, **common: Any) -> None:
     """Train one network with SGD; the defaults are the study's.
 
     \b
@@ -278,19 +300,23 @@ def train(model: str, dropout: float | None, epochs: int, steps: int | None, bat
     config = TrainConfig(epochs=epochs, steps=steps, batch_size=batch_size, test_batch_size=test_batch_size,
                          lr=lr, momentum=momentum, seed=seed, log_interval=log_interval)
     name = model + ("" if dropout is None else f"-dropout{dropout:g}")
-    path = checkpoint or DEFAULT_CHECKPOINTS / f"{name}.pt"
+    budget = f"steps{steps}" if steps is not None else f"epochs{epochs}"
+    path = (checkpoint or default_checkpoints() / "train" /
+            f"{name}-lr{lr:g}-m{momentum:g}-bs{batch_size}-{budget}-seed{seed}.pt").absolute()
     if resume and not path.exists():
         raise CheckpointError(f"nothing to resume: checkpoint {path.resolve()} not found; drop --resume to start "
                               "a new run")
     if path.exists() and not (resume or overwrite):
         raise CheckpointError(f"checkpoint {path} exists; pass --resume to continue it or --overwrite to replace it")
     check_writable_file(path, "--checkpoint")
-    check_writable_dir(out, "--out")
+    if out is not None:
+        check_writable_dir(out, "--out")
     data, device = setup(**common)
+    out = out or check_writable_dir(RUNS / data.info.name / "train", "--out")
     with make_progress() as progress:
         result = train_model(spec, config, data, device=device, checkpoint=path, resume=resume, overwrite=overwrite,
                              progress=EpochBars(progress))
-    plot = plot_loss_curve(result.metrics, out / f"loss_{name}.png", title=f"{name} ({data.info.name} data)")
+    plot = plot_loss_curve(result.metrics, out / f"loss_{path.stem}.png", title=f"{name} ({data.info.name} data)")
     rows = [[e, s, loss, acc] for e, s, loss, acc in
             zip(*(result.metrics[k] for k in ("test_epoch", "test_step", "test_loss", "test_accuracy")))]
     render(f"{name}: {result.metrics['test_step'][-1]:,} steps", TRAIN_COLUMNS, rows)
@@ -299,11 +325,11 @@ def train(model: str, dropout: float | None, epochs: int, steps: int | None, bat
 
 @main.command(context_settings=CONTEXT)
 @click.argument("model_ref", metavar="CHECKPOINT")
-@click.option("--checkpoints", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_CHECKPOINTS,
-              show_default=True, help="Where 'ablate' keeps the variants' checkpoints.")
+@click.option("--checkpoints", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help=CHECKPOINTS_HELP)
 @data_options
 @handle_errors
-def evaluate(model_ref: str, checkpoints: Path, **common: Any) -> None:
+def evaluate(model_ref: str, checkpoints: Path | None, **common: Any) -> None:
     """Accuracy and loss on the test split, overall and per digit.
 
     CHECKPOINT is a checkpoint file or a variant name trained by 'ablate'
@@ -315,7 +341,7 @@ def evaluate(model_ref: str, checkpoints: Path, **common: Any) -> None:
     """
     check_model_ref(model_ref)
     data, device = setup(**common)
-    ckpt = resolve_checkpoint(model_ref, data.info, checkpoints)
+    ckpt = resolve_checkpoint(model_ref, data.info, checkpoints or default_checkpoints())
     if ckpt.dataset.sha256 != data.info.sha256:
         err_console.print(f"note: trained on {ckpt.dataset.description}, evaluated on {data.info.description}")
     note_unfinished(ckpt)
@@ -327,7 +353,27 @@ def evaluate(model_ref: str, checkpoints: Path, **common: Any) -> None:
                                            result.per_class_accuracy))]
     rows.append(["all", result.correct, result.total, result.accuracy])
     render(f"{model_ref}: per-digit accuracy", EVAL_COLUMNS, rows, styles=[None] * 10 + ["bold"])
-    console.print(f"test accuracy {result.accuracy:.2f}%  test loss {result.loss:.4f}\ncheckpoint: {ckpt.path}")
+    console.print(f"test accuracy {result.accuracy:.2f}%  test loss {result.loss:.4f}\n"
+                  f"checkpoint: {ckpt.path.absolute()}")
+
+
+def ablation_settings(config: AblationConfig, chosen: Sequence[Variant], data: MNISTData) -> dict[str, Any]:
+    return {"command": "ablate", "dataset": data.info.sha256, "budget": config.budget, "epochs": config.epochs,
+            "seeds": config.seeds, "variants": [v.name for v in chosen]}
+
+
+def ablation_folder(config: AblationConfig, chosen: Sequence[Variant]) -> str:
+    """``ablation``, then what differs from the defaults: ``-epochs5``, ``-seeds3``, the variants."""
+    parts = ["ablation"]
+    if config.checkpoint_tag:
+        parts.append(config.checkpoint_tag)
+    if config.seeds > 1:
+        parts.append(f"seeds{config.seeds}")
+    if tuple(chosen) != VARIANTS:
+        names = [v.name for v in chosen]
+        parts.append("+".join(names) if len(names) <= 2 else f"{len(names)}variants-"
+                     + settings_hash({"variants": names}))
+    return "-".join(parts)
 
 
 @main.command(context_settings=CONTEXT)
@@ -339,18 +385,33 @@ def evaluate(model_ref: str, checkpoints: Path, **common: Any) -> None:
 @click.option("--variants", default="all", show_default=True,
               help=f"Comma-separated variant names, or all: {', '.join(VARIANT_NAMES)}.")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
-              help="Report folder  [default: reports/<dataset>, e.g. reports/mnist]")
-@click.option("--checkpoints", type=click.Path(path_type=Path), default=DEFAULT_CHECKPOINTS, show_default=True)
+              help="Report folder  [default: reports/runs/<dataset>/ablation[-<settings>], e.g. "
+                   "reports/runs/embedded/ablation]")
+@click.option("--overwrite", is_flag=True, help="Let --out replace a report of a run with other settings.")
+@click.option("--checkpoints", type=click.Path(path_type=Path), default=None, help=CHECKPOINTS_HELP)
 @click.option("--fresh", is_flag=True,
               help="Retrain even where a finished checkpoint exists (it is replaced only when the new one is done).")
 @data_options
 @handle_errors
-def ablate(budget: str, epochs: int, seeds: int, variants: str, out: Path | None, checkpoints: Path, fresh: bool,
-           **common: Any) -> None:
+def ablate(budget: str, epochs: int, seeds: int, variants: str, out: Path | None, overwrite: bool,
+           checkpoints: Path | None, fresh: bool, **common: Any) -> None:
     """Train the study's nine variants and put our accuracy beside the published one.
 
-    Writes ablation.md/.csv/.json and loss_<variant>.png to --out. Finished checkpoints
-    are reused and unfinished ones resumed, so an interrupted run picks up where it stopped.
+    Writes ablation.md/.csv/.json and loss_<variant>.png to a folder named by the
+    settings (see --out). Finished checkpoints are reused and unfinished ones resumed,
+    so an interrupted run picks up where it stopped.
+
+    \b
+    Variants (the study's table; network, SGD momentum, dropout):
+      tutorial                      tutorial net, 0.5, 0.5 built in
+      textbook                      all-conv LeNet, 0, none
+      textbook-momentum             all-conv LeNet, 0.5, none
+      textbook-dropout0.1           all-conv LeNet, 0, 0.1
+      textbook-dropout0.5           all-conv LeNet, 0, 0.5
+      textbook-momentum-dropout0.1  all-conv LeNet, 0.5, 0.1
+      textbook-momentum-dropout0.5  all-conv LeNet, 0.5, 0.5
+      improved                      LeNet with batch-norm, 0.5, none
+      improved-dropout              LeNet with batch-norm, 0.5, 0.1
 
     \b
     Example:
@@ -358,11 +419,15 @@ def ablate(budget: str, epochs: int, seeds: int, variants: str, out: Path | None
     """
     chosen = VARIANTS if variants == "all" else tuple(get_variant(v.strip()) for v in variants.split(","))
     config = AblationConfig(budget=budget, epochs=epochs, seeds=seeds)
+    checkpoints = checkpoints or default_checkpoints()
     if out is not None:
         check_writable_dir(out, "--out")
     check_writable_dir(checkpoints, "--checkpoints")
     data, device = setup(**common)
-    out = out or check_writable_dir(REPORTS / data.info.name, "--out")
+    settings = ablation_settings(config, chosen, data)
+    if out is not None:
+        check_replaceable(out, "ablation", settings, overwrite)
+    out = out or check_writable_dir(RUNS / data.info.name / ablation_folder(config, chosen), "--out")
     runs = len(chosen) * seeds
     with make_progress() as progress:
         overall = progress.add_task(f"ablation: {runs} runs ({len(chosen)} variants × {seeds} seeds)", total=runs,
@@ -383,9 +448,9 @@ def ablate(budget: str, epochs: int, seeds: int, variants: str, out: Path | None
         results = run_ablation(data, config, device=device, checkpoints=checkpoints, variants=chosen,
                                fresh=fresh, progress=show)
         progress.update(overall, completed=runs, info="done")
-    paths = write_ablation_report(results, config, data, out, device)
+    paths = write_ablation_report(results, config, data, out, device, settings=settings)
     render(f"Ablation on {data.info.name} data ({budget} budget) beside the study's full-MNIST numbers",
-           ABLATION_COLUMNS, ablation_rows(results), keep=ABLATION_SUMMARY)
+           ABLATION_COLUMNS, ablation_rows(results, data.info.n_train), keep=ABLATION_SUMMARY)
     console.print("wrote " + ", ".join(str(p) for p in paths[:3]) + f" and {len(paths) - 3} loss curves")
 
 
@@ -408,19 +473,22 @@ def ablate(budget: str, epochs: int, seeds: int, variants: str, out: Path | None
               help="Stop a sample once its target probability reaches this.")
 @click.option("--keep-best", is_flag=True, help="Return the successful iterate closest to the reference.")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
-              help="Results go to OUT/<model>/  [default: reports/<dataset>/attack]")
-@click.option("--checkpoints", type=click.Path(path_type=Path), default=DEFAULT_CHECKPOINTS, show_default=True)
+              help="Results go to OUT/<model>/  [default: reports/runs/<dataset>/attack/<model>/<settings>]")
+@click.option("--overwrite", is_flag=True, help="Let --out replace results of a run with other settings.")
+@click.option("--checkpoints", type=click.Path(path_type=Path), default=None, help=CHECKPOINTS_HELP)
 @data_options
 @handle_errors
 def attack(model_ref: str, target: str, steps: int, eta: float, lam: float, init: str, per_class: int, seed: int,
-           clip: bool, early_stop: float | None, keep_best: bool, out: Path | None, checkpoints: Path,
-           **common: Any) -> None:
+           clip: bool, early_stop: float | None, keep_best: bool, out: Path | None, overwrite: bool,
+           checkpoints: Path | None, **common: Any) -> None:
     """Turn digits into other digits with the study's regularized gradient descent.
 
     By default: the first test image of each digit, toward the next digit (7 → 8),
     10,000 steps from noise, as in the study. Writes a gallery, one PNG per
-    adversarial image and results.json/.csv/.md to OUT/<model>/. "first step" is the
-    first step at which the model read the target (step 0 is the starting point).
+    adversarial image and results.json/.csv/.md (see --out). A success is an image the
+    model reads as the target; "target held from step" is the step from which the
+    model read the target at every later step (0 is the starting point). --early-stop
+    and --keep-best need --init reference, so the starting noise never counts.
 
     \b
     Example:
@@ -432,14 +500,19 @@ def attack(model_ref: str, target: str, steps: int, eta: float, lam: float, init
     if out is not None:
         check_writable_dir(out, "--out")
     data, device = setup(**common)
-    name, model = load_model(model_ref, data, checkpoints, device)
-    folder = check_writable_dir((out or REPORTS / data.info.name / "attack") / name, "--out")
+    tag = model_tag(model_ref)
+    settings = {"command": "attack", "dataset": data.info.sha256, "model": tag, "config": dataclasses.asdict(config)}
+    if out is not None:
+        check_replaceable(out / tag, "results", settings, overwrite)
+    folder = check_writable_dir(out / tag if out is not None else RUNS / data.info.name / "attack" / tag /
+                                f"{target}-{steps}steps-{init}-{settings_hash(settings)}", "--out")
+    name, model = load_model(model_ref, data, checkpoints or default_checkpoints(), device)
     batches = -(-10 * per_class // config.batch_size)
     with make_progress() as progress:
         task = progress.add_task(f"attack {name}", total=steps * batches, info="steps")
         outcome = run_experiment(model, data, config, device=device,
                                  progress=lambda k: progress.advance(task, k))
-    paths = write_experiment_report(outcome, folder, model_name=name, data=data, device=device)
+    paths = write_experiment_report(outcome, folder, model_name=name, data=data, device=device, settings=settings)
     records = outcome.records()
     render(f"{name}: {target}, {steps:,} steps, init {init}", ATTACK_COLUMNS, attack_rows(outcome),
            styles=["green" if r["success"] else "red" for r in records])
@@ -463,12 +536,13 @@ def attack(model_ref: str, target: str, steps: int, eta: float, lam: float, init
 @click.option("--rgd-steps", type=click.IntRange(min=1), default=200, show_default=True,
               help="Most steps of our attack (it stops a sample at target probability 0.5).")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
-              help="Report folder  [default: reports/<dataset>, e.g. reports/mnist]")
-@click.option("--checkpoints", type=click.Path(path_type=Path), default=DEFAULT_CHECKPOINTS, show_default=True)
+              help="Report folder  [default: reports/runs/<dataset>/bench-<settings>]")
+@click.option("--overwrite", is_flag=True, help="Let --out replace a report of a run with other settings.")
+@click.option("--checkpoints", type=click.Path(path_type=Path), default=None, help=CHECKPOINTS_HELP)
 @data_options
 @handle_errors
 def bench(models: str, attacks: str, n: int, n_slow: int, target: str, eps: float, rgd_steps: int,
-          out: Path | None, checkpoints: Path, **common: Any) -> None:
+          out: Path | None, overwrite: bool, checkpoints: Path | None, **common: Any) -> None:
     """Our attack beside ART's FGSM, PGD, C&W and DeepFool on every model variant.
 
     Reports clean accuracy, success rate, L2 / L∞ perturbations and time per image, plus
@@ -487,8 +561,12 @@ def bench(models: str, attacks: str, n: int, n_slow: int, target: str, eps: floa
     if out is not None:
         check_writable_dir(out, "--out")
     data, device = setup(**common)
-    out = out or check_writable_dir(REPORTS / data.info.name, "--out")
-    loaded = [load_model(ref, data, checkpoints, device) for ref in refs]
+    settings = {"command": "bench", "dataset": data.info.sha256, "models": [model_tag(r) for r in refs],
+                "config": dataclasses.asdict(config)}
+    if out is not None:
+        check_replaceable(out, "bench", settings, overwrite)
+    out = out or check_writable_dir(RUNS / data.info.name / f"bench-{settings_hash(settings)}", "--out")
+    loaded = [load_model(ref, data, checkpoints or default_checkpoints(), device) for ref in refs]
     with make_progress() as progress:
         task = progress.add_task("bench: attacks and sweeps finished", total=len(loaded) * (len(chosen) + 2),
                                  info="")
@@ -498,7 +576,7 @@ def bench(models: str, attacks: str, n: int, n_slow: int, target: str, eps: floa
             progress.advance(task)
 
         result = run_bench(loaded, data, config, device=device, progress=step)
-    paths = write_bench_report(result, config, data, out, device)
+    paths = write_bench_report(result, config, data, out, device, settings=settings)
     render(f"{len(loaded)} models × {len(chosen)} attacks on the first {min(n, data.info.n_test):,} "
            f"{data.info.name} test images", BENCH_COLUMNS, bench_rows(result))
     console.print("wrote " + ", ".join(str(p) for p in paths))

@@ -18,7 +18,7 @@ from .art_bridge import make_classifier
 from .checks import check_choice, check_flag, check_int, check_number
 from .config import MAX_SEED
 from .datasets import MNISTData
-from .errors import DataError
+from .errors import ConfigError, DataError
 from .pixels import MNIST_MEAN, MNIST_STD, to_pixels
 from .plots import plot_gallery, save_image
 from .reports import machine_info, machine_line, write_report
@@ -55,6 +55,9 @@ class AttackConfig:
             check_number("early_stop", self.early_stop, 0.0, 1.0, low_open=True)
         check_flag("keep_best", self.keep_best)
         check_int("batch_size", self.batch_size, 1)
+        if self.init == "noise" and (self.early_stop is not None or self.keep_best):
+            raise ConfigError("--early-stop and --keep-best need --init reference: from noise the starting point "
+                              "may already be read as the target and would count as a success")
 
 
 def first_per_class(labels: np.ndarray, per_class: int) -> np.ndarray:
@@ -86,17 +89,19 @@ class AttackOutcome:
     target_confidence: np.ndarray  # softmax probability of the target
     l2: np.ndarray  # pixel units
     linf: np.ndarray
-    first_step: np.ndarray  # first step classified as the target, -1 never
+    held_from: np.ndarray  # the step from which the target was read to the end, -1 not at the end
+    steps_used: np.ndarray  # gradient steps run (fewer after an early stop)
     x_ref: np.ndarray  # (N, 1, 28, 28) pixels
     x_adv: np.ndarray
 
     def records(self) -> list[dict[str, Any]]:
         return [
             {"test_index": int(i), "true": int(t), "target": int(g), "predicted": int(p),
-             "target_confidence": float(c), "l2": float(a), "linf": float(b), "first_step": int(s),
-             "success": bool(p == g)}
-            for i, t, g, p, c, a, b, s in zip(self.indices, self.labels, self.targets, self.predicted,
-                                               self.target_confidence, self.l2, self.linf, self.first_step)
+             "target_confidence": float(c), "l2": float(a), "linf": float(b), "held_from_step": int(s),
+             "steps_used": int(u), "success": bool(p == g)}
+            for i, t, g, p, c, a, b, s, u in zip(self.indices, self.labels, self.targets, self.predicted,
+                                                  self.target_confidence, self.l2, self.linf, self.held_from,
+                                                  self.steps_used)
         ]
 
 
@@ -121,20 +126,27 @@ def run_experiment(
     probs = torch.from_numpy(classifier.predict(x_adv)).softmax(1).numpy()
     l2, linf = perturbation_norms(x_ref, x_adv)
     return AttackOutcome(config, indices, labels, targets, probs.argmax(1),
-                         probs[np.arange(len(targets)), targets], l2, linf, attack.success_step_, x_ref, x_adv)
+                         probs[np.arange(len(targets)), targets], l2, linf, attack.success_step_, attack.steps_used_,
+                         x_ref, x_adv)
 
 
-COLUMNS = ["test index", "true", "target", "predicted", "target confidence", "L2", "L∞", "first step"]
+COLUMNS = ["test index", "true", "target", "predicted", "target confidence", "L2", "L∞", "target held from step",
+           "steps run"]
+# What the report says the columns mean (the README says the same).
+COLUMN_NOTES = ("Success: the image shown is read as the target. 'target held from step': the step from which the "
+                "model read the target at every later step (0 is the starting point); '—' when the last step is not "
+                "read as the target. 'steps run': gradient steps before the sample stopped.")
 
 
 def table_rows(outcome: AttackOutcome) -> list[list[Any]]:
-    """One row per attacked image, in COLUMNS' order (a first step of -1 reads "never")."""
+    """One row per attacked image, in COLUMNS' order (no held step reads "—")."""
     return [[r["test_index"], r["true"], r["target"], r["predicted"], r["target_confidence"], r["l2"], r["linf"],
-             r["first_step"] if r["first_step"] >= 0 else "never"] for r in outcome.records()]
+             r["held_from_step"] if r["held_from_step"] >= 0 else "—", r["steps_used"]] for r in outcome.records()]
 
 
 def write_experiment_report(outcome: AttackOutcome, out_dir: str | os.PathLike[str], *, model_name: str,
-                            data: MNISTData, device: torch.device) -> list[Path]:
+                            data: MNISTData, device: torch.device,
+                            settings: dict[str, Any] | None = None) -> list[Path]:
     """``gallery.png``, ``adv_<index>_<true>to<target>.png`` and ``results.json/.csv/.md``."""
     out = Path(out_dir)
     records = outcome.records()
@@ -153,8 +165,9 @@ def write_experiment_report(outcome: AttackOutcome, out_dir: str | os.PathLike[s
     notes = [f"Model: {model_name}. Dataset: {data.info.short}.",
              f"Config: {dataclasses.asdict(outcome.config)} (η, λ and noise in normalized units).",
              f"Reached the target: {success} of {len(records)}. Distances in pixel units ([0, 1]).",
+             COLUMN_NOTES,
              f"Machine: {machine_line(machine)}."]
-    meta = {"model": model_name, "dataset": dataclasses.asdict(data.info),
+    meta = {"settings": settings, "model": model_name, "dataset": dataclasses.asdict(data.info),
             "config": dataclasses.asdict(outcome.config), "machine": machine}
     paths += write_report(out, "results", title=f"Regularized gradient descent on {model_name}", notes=notes,
                           columns=COLUMNS, rows=rows, records=records, meta=meta)

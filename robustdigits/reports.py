@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import math
@@ -14,6 +15,7 @@ from typing import Any
 
 import torch
 
+from .errors import OutputError
 from .fileio import write_text_atomic
 
 
@@ -50,6 +52,28 @@ def markdown_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(fmt(c) for c in row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
+
+
+def settings_hash(settings: dict[str, Any]) -> str:
+    """A short, stable hash of a run's settings (JSON with sorted keys): folder names."""
+    text = json.dumps(settings, sort_keys=True, default=_json_default)
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+def check_replaceable(out_dir: str | os.PathLike[str], stem: str, settings: dict[str, Any], overwrite: bool) -> None:
+    """Refuse to write ``stem.*`` over a report of a run with other settings (kept in its
+    JSON as ``meta.settings``) unless ``overwrite``: a run never replaces another's results
+    unasked. A report of the same settings is the same run, written again."""
+    path = Path(out_dir) / f"{stem}.json"
+    if overwrite or not path.is_file():
+        return
+    try:
+        previous = json.loads(path.read_text())["meta"].get("settings")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        previous = None
+    if previous != json.loads(json.dumps(settings, default=_json_default)):
+        raise OutputError(f"{path.absolute()} holds the results of a run with other settings; pass --overwrite to "
+                          "replace them, or leave out --out to write to a folder named by these settings")
 
 
 def write_report(

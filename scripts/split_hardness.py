@@ -4,7 +4,8 @@ The embedded split gives each digit's *last* images in MNIST's file order to the
 test split (see ``robustdigits.datasets.stratified_split``). This trains one variant
 with the study's budget on that fixed split and on random stratified splits of the
 same sizes (8,000 / 2,000, the same digit counts), seeds 1..N each, and writes the
-test accuracies to ``reports/embedded/split_hardness.md/.csv/.json``.
+test accuracies to ``reports/runs/embedded/split_hardness.md/.csv/.json`` (``--out reports/embedded``
+regenerates the committed one).
 
     python scripts/split_hardness.py --variant textbook-momentum --seeds 3 --threads 1
 """
@@ -51,7 +52,7 @@ def make_data(images: np.ndarray, labels: np.ndarray, train_idx: np.ndarray, tes
 
 
 def main() -> None:
-    args = experiment_args(__doc__, seeds=3, out="reports/embedded", variant="textbook-momentum")
+    args = experiment_args(__doc__, seeds=3, out="reports/runs/embedded", variant="textbook-momentum")
     variant = get_variant(args.variant)
     images, labels = load_embedded_arrays()
     fixed_train, fixed_test = stratified_split(labels, TEST_SIZE)

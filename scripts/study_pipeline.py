@@ -3,7 +3,8 @@ from the variant's own: torchvision's MNIST Dataset (ToTensor + Normalize) throu
 ``DataLoader(batch_size=64, shuffle=True)`` after ``torch.manual_seed(seed)``, NCHW
 layout, 3 epochs (938 batches each, the last one partial), SGD lr 0.01. Needs full
 MNIST in the data cache (``robustdigits data fetch``). Prints and writes
-``reports/mnist/study_pipeline.md/.csv/.json``.
+``reports/runs/mnist/study_pipeline.md/.csv/.json`` (``--out reports/mnist`` regenerates the
+committed one).
 
     python scripts/study_pipeline.py --variants textbook-dropout0.5,textbook-momentum-dropout0.5 --seeds 1
 """
@@ -35,7 +36,7 @@ def accuracy(model: torch.nn.Module, loader: DataLoader) -> float:
 
 
 def main() -> None:
-    args = experiment_args(__doc__, seeds=1, out="reports/mnist",
+    args = experiment_args(__doc__, seeds=1, out="reports/runs/mnist",
                            variants="textbook-dropout0.5,textbook-momentum-dropout0.5")
     tf = transforms.Compose([transforms.ToTensor(), transforms.Normalize((MNIST_MEAN,), (MNIST_STD,))])
     root = str(default_data_dir())

@@ -22,7 +22,7 @@ def test_seeds_give_mean_and_sample_std(small_data, tmp_path):
     assert result.mean == statistics.fmean(result.accuracies)
     assert result.std == statistics.stdev(result.accuracies)
     assert sorted(p.name for p in (tmp_path / "ck").glob("*/*.pt")) == [
-        "textbook-momentum-dropout0.1-seed1.pt", "textbook-momentum-dropout0.1-seed2.pt"]
+        "textbook-momentum-dropout0.1-epochs1-seed1.pt", "textbook-momentum-dropout0.1-epochs1-seed2.pt"]
 
     write_ablation_report([result], config, small_data, tmp_path / "out", CPU)
     md = (tmp_path / "out" / "ablation.md").read_text()

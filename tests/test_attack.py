@@ -230,7 +230,32 @@ def test_nine_of_ten_study_images_reach_the_next_digit(model, data):
     assert outcome.labels.tolist() == list(range(10))
     assert outcome.targets.tolist() == [1, 2, 3, 4, 5, 6, 7, 8, 9, 0]
     assert (outcome.predicted == outcome.targets).sum() >= 9
-    assert np.all(outcome.first_step[outcome.predicted == outcome.targets] >= 0)
+    success = outcome.predicted == outcome.targets
+    assert np.all(outcome.held_from[success] >= 0) and np.all(outcome.held_from[~success] == -1)
+    assert np.all(outcome.steps_used == 300)  # no early stop: every sample runs every step
+
+
+def test_early_stop_and_keep_best_from_noise_are_refused(classifier):
+    for option in ({"early_stop": 0.5}, {"keep_best": True}):
+        with pytest.raises(ValueError, match=r"early_stop and keep_best need init='reference'"):
+            RegularizedGradientDescent(classifier, max_iter=10, **option)
+    with pytest.raises(ValueError, match="--early-stop and --keep-best need --init reference"):
+        AttackConfig(early_stop=0.9)
+
+
+def test_success_step_is_where_the_target_is_held_to_the_end():
+    """Read as the target at steps 0, 2, 3 but not 1: held from step 2, not 0 (the starting
+    noise of the study's 7 was read as 8, then not). Not adversarial at the end: -1."""
+    from attacks.regularized_gd import _Tracker
+
+    attack = RegularizedGradientDescent.__new__(RegularizedGradientDescent)
+    attack.targeted, attack.keep_best, attack.early_stop = True, False, None
+    tracker = _Tracker(torch.zeros(2, 1, 2, 2), torch.tensor([1, 1]), attack)
+    reads = [(1, 1), (0, 1), (1, 1), (1, 0)]  # predicted class per step, for the two samples
+    for step, predicted in enumerate(reads):
+        logits = torch.nn.functional.one_hot(torch.tensor(predicted), 2).float() * 5
+        tracker.observe(step, None, torch.zeros(2, 1, 2, 2), logits)
+    assert tracker.first.tolist() == [2, -1] and tracker.last.tolist() == [3, 3]
 
 
 def test_early_stop_and_keep_best(classifier, study_images):
@@ -239,6 +264,9 @@ def test_early_stop_and_keep_best(classifier, study_images):
     out = stop.generate(x, targets)
     probs = torch.from_numpy(classifier.predict(out)).softmax(1).numpy()[np.arange(10), targets]
     reached = stop.success_step_ >= 0
+    # read as the target before (or when) its probability reached 0.5, which stopped it
+    assert np.all(stop.steps_used_[reached] >= stop.success_step_[reached])
+    assert np.all(stop.steps_used_ <= 300) and np.any(stop.steps_used_ < 300)
     last = RegularizedGradientDescent(classifier, max_iter=300, init="reference").generate(x, targets)
     d_stop = np.linalg.norm((out - x).reshape(10, -1), axis=1)
     d_last = np.linalg.norm((last - x).reshape(10, -1), axis=1)

@@ -19,7 +19,14 @@ COMMANDS = sorted(main.commands)
 def runner(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("ROBUSTDIGITS_DATA", str(tmp_path / "no-mnist-here"))
+    monkeypatch.setenv("ROBUSTDIGITS_CHECKPOINTS", str(tmp_path / "checkpoints"))
     return CliRunner()
+
+
+def train_default(steps: int = 30, model: str = "tutorial", epochs: int | None = None, batch: int = 64) -> str:
+    """Where 'train' saves by default: its own folder, named by every setting."""
+    budget = f"epochs{epochs}" if epochs else f"steps{steps}"
+    return f"checkpoints/train/{model}-lr0.01-m0.5-bs{batch}-{budget}-seed1.pt"
 
 
 @pytest.mark.parametrize("command", [None, *COMMANDS])
@@ -36,14 +43,17 @@ def test_train_then_evaluate(runner, tmp_path):
                                   "--threads", "1"])
     assert result.exit_code == 0, result.output
     assert "embedded MNIST subset" in result.output and "30 steps" in result.output
-    assert (tmp_path / "checkpoints" / "tutorial.pt").is_file()
-    assert (tmp_path / "reports" / "loss_tutorial.png").read_bytes()[:4] == b"\x89PNG"
+    path = tmp_path / train_default(30)
+    assert path.is_file() and f"checkpoint: {path}" in result.output
+    plot = tmp_path / "reports" / "runs" / "embedded" / "train" / f"loss_{path.stem}.png"
+    assert plot.read_bytes()[:4] == b"\x89PNG"
+    assert not list(tmp_path.glob("checkpoints/embedded-*"))  # never where the ablation's variants live
 
     again = runner.invoke(main, ["train", "--model", "tutorial", "--steps", "30"])
     assert again.exit_code == 1
-    assert "checkpoint checkpoints/tutorial.pt exists; pass --resume" in again.output
+    assert f"checkpoint {path} exists; pass --resume" in again.output
 
-    ev = runner.invoke(main, ["evaluate", "checkpoints/tutorial.pt"])
+    ev = runner.invoke(main, ["evaluate", train_default(30)])
     assert ev.exit_code == 0, ev.output
     assert "per-digit accuracy" in ev.output and "test accuracy" in ev.output
 
@@ -67,12 +77,30 @@ def test_ablate_writes_reports_and_reuses_checkpoints(runner, tmp_path):
     assert len(csv_lines) == 3
     assert (tmp_path / "out" / "loss_tutorial.png").is_file()
 
-    # The checkpoints are kept under the variant name: evaluate finds it, and a rerun reuses it.
-    ev = runner.invoke(main, ["evaluate", "textbook-momentum"])
+    # The checkpoints carry the budget in their name: the variant's name alone means the
+    # study's budget, which this run did not train; a rerun reuses them.
+    (path,) = (tmp_path / "checkpoints").glob("embedded-*/textbook-momentum-epochs1-seed1.pt")
+    ev = runner.invoke(main, ["evaluate", str(path)])
     assert ev.exit_code == 0 and f"test accuracy {acc:.2f}%" in ev.output
+    assert runner.invoke(main, ["evaluate", "textbook-momentum"]).exit_code == 1
     rerun = runner.invoke(main, args)
     assert rerun.exit_code == 0
     assert json.loads((tmp_path / "out" / "ablation.json").read_text())["records"][1]["mean_accuracy"] == acc
+
+    # Another run's settings never replace these results unasked; the default folder is named by them.
+    other = [a if a != "textbook-momentum" else "textbook" for a in args]
+    other[2] = "tutorial,textbook"
+    refused = runner.invoke(main, other)
+    assert refused.exit_code == 1 and "holds the results of a run with other settings; pass --overwrite" in \
+        refused.output
+    assert [r["variant"] for r in json.loads((tmp_path / "out" / "ablation.json").read_text())["records"]] == \
+        ["tutorial", "textbook-momentum"]
+    default = runner.invoke(main, other[:-4] + ["--threads", "1"])
+    assert default.exit_code == 0, default.output
+    folder = tmp_path / "reports" / "runs" / "embedded" / "ablation-epochs1-tutorial+textbook"
+    assert [r["variant"] for r in json.loads((folder / "ablation.json").read_text())["records"]] == \
+        ["tutorial", "textbook"]
+    assert runner.invoke(main, other + ["--overwrite"]).exit_code == 0
 
 
 def test_bad_data_directory_is_one_line_and_nonzero(runner, tmp_path):
@@ -88,7 +116,8 @@ def test_unknown_variant_and_checkpoint(runner):
     result = runner.invoke(main, ["evaluate", "lenet"])
     assert result.exit_code == 1 and "'lenet' not found: no such checkpoint file" in result.output
     result = runner.invoke(main, ["evaluate", "textbook"])
-    assert result.exit_code == 1 and "variant 'textbook' has no checkpoint on embedded data" in result.output
+    assert result.exit_code == 1 and "variant 'textbook' (seed 1) has no checkpoint on embedded data" in result.output
+    assert "a model from 'robustdigits train' is a file: pass its path instead" in result.output
     result = runner.invoke(main, ["ablate", "--variants", "lenet"])
     assert result.exit_code == 1 and "unknown variant 'lenet'; choose one of: tutorial" in result.output
 
@@ -110,7 +139,8 @@ def test_commands_are_click_commands():
 
 @pytest.fixture()
 def tutorial_checkpoint(runner, tmp_path):
-    result = runner.invoke(main, ["train", "--model", "tutorial", "--steps", "60", "--threads", "1"])
+    result = runner.invoke(main, ["train", "--model", "tutorial", "--steps", "60", "--threads", "1",
+                                  "--checkpoint", "checkpoints/tutorial.pt"])
     assert result.exit_code == 0, result.output
     return "checkpoints/tutorial.pt"
 
@@ -119,8 +149,8 @@ def test_attack_writes_gallery_images_and_results(runner, tmp_path, tutorial_che
     result = runner.invoke(main, ["attack", "--model", tutorial_checkpoint, "--steps", "40", "--init", "reference",
                                   "--target", "previous-digit", "--out", "atk"])
     assert result.exit_code == 0, result.output
-    assert "reached the target:" in result.output and "first step" in result.output
-    folder = tmp_path / "atk" / "tutorial"
+    assert "reached the target:" in result.output and "target held from step" in result.output
+    (folder,) = (tmp_path / "atk").glob("tutorial-*")  # the file's name and content hash
     records = json.loads((folder / "results.json").read_text())["records"]
     assert [r["true"] for r in records] == list(range(10))
     assert [r["target"] for r in records] == [9, 0, 1, 2, 3, 4, 5, 6, 7, 8]
@@ -130,7 +160,8 @@ def test_attack_writes_gallery_images_and_results(runner, tmp_path, tutorial_che
         assert (folder / f"adv_{r['test_index']}_{r['true']}to{r['target']}.png").read_bytes()[:4] == b"\x89PNG"
     assert (folder / "gallery.png").stat().st_size > 10_000
     csv_lines = (folder / "results.csv").read_text().splitlines()
-    assert csv_lines[0] == "test index,true,target,predicted,target confidence,L2,L∞,first step"
+    assert csv_lines[0] == ("test index,true,target,predicted,target confidence,L2,L∞,target held from step,"
+                            "steps run")
     assert len(csv_lines) == 11
 
 
@@ -151,15 +182,16 @@ def test_bench_scores_every_attack_and_draws_sweeps(runner, tmp_path, tutorial_c
     assert [r["attack"] for r in rows] == ["rgd", "fgsm", "pgd", "cw", "deepfool"]
     assert [r["targeted"] for r in rows] == [True, True, True, True, False]
     for r in rows:
-        assert r["model"] == "tutorial" and r["score"]["n"] == 12
+        assert r["model"].startswith("tutorial-") and r["score"]["n"] == 12
         assert 0 <= r["score"]["success_rate"] <= 100 and r["seconds_per_image"] > 0
     pgd = next(r for r in rows if r["attack"] == "pgd")["score"]
     assert pgd["success_rate"] == 0 or pgd["median_linf"] <= 0.3 + 1e-5  # PGD respects its L∞ budget
     sweep = report["meta"]["sweep_robust_accuracy"]
-    assert len(sweep["fgsm"]["tutorial"]) == 7 and sweep["pgd"]["tutorial"][0] == rows[0]["clean_accuracy"]
-    assert sweep["pgd"]["tutorial"][-1] <= sweep["pgd"]["tutorial"][0]
+    name = rows[0]["model"]
+    assert len(sweep["fgsm"][name]) == 7 and sweep["pgd"][name][0] == rows[0]["clean_accuracy"]
+    assert sweep["pgd"][name][-1] <= sweep["pgd"][name][0]
     md = (tmp_path / "b" / "bench.md").read_text()
-    assert "| tutorial | deepfool | untargeted |" in md
+    assert f"| {name} | deepfool | untargeted |" in md
     for attack in ("fgsm", "pgd"):
         assert (tmp_path / "b" / f"bench_{attack}_sweep.png").read_bytes()[:4] == b"\x89PNG"
 
@@ -170,7 +202,9 @@ def test_bench_trains_a_missing_variant_first(runner, tmp_path, monkeypatch):
     monkeypatch.setattr(robustdigits.ablation, "study_steps", lambda epochs, batch: 20)  # a tiny budget
     result = runner.invoke(main, ["bench", "--models", "tutorial", "--attacks", "fgsm", "--n", "5", "--out", "b"])
     assert result.exit_code == 0, result.output
-    assert "variant tutorial has no finished checkpoint on embedded data: training it now" in result.output
+    assert ("tutorial names the ablation's variant 'tutorial' (tutorial network, momentum 0.5, dropout 0.5 built "
+            "in), which has no finished checkpoint on embedded data: training it now with the ablation's settings "
+            "(seed 1, 20 SGD steps) into " + str(tmp_path / "checkpoints")) in " ".join(result.output.split())
     assert list((tmp_path / "checkpoints").glob("embedded-*/tutorial-seed1.pt"))
 
 
@@ -202,6 +236,7 @@ def test_ctrl_c_exits_130_and_keeps_the_last_checkpoint(runner, tmp_path, monkey
     assert "interrupted: no half-written file was left" in result.output
     from robustdigits.checkpoints import load_checkpoint
 
-    saved = load_checkpoint(tmp_path / "checkpoints" / "tutorial.pt")
+    path = tmp_path / train_default(model="tutorial", epochs=2, batch=500)
+    saved = load_checkpoint(path)
     assert (saved.epoch, saved.step, saved.complete) == (1, 16, False)
-    assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["tutorial.pt"]
+    assert [p.name for p in path.parent.iterdir()] == [path.name]

@@ -37,6 +37,7 @@ SHORT = TrainConfig(steps=8, batch_size=64)
 @pytest.fixture()
 def runner(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ROBUSTDIGITS_CHECKPOINTS", str(tmp_path / "checkpoints"))
     return CliRunner()
 
 
@@ -166,12 +167,12 @@ def test_resume_of_a_missing_checkpoint(runner):
 
 
 def test_two_runs_on_one_checkpoint(small_data, tmp_path, runner):
-    path = tmp_path / "checkpoints" / "tutorial.pt"
+    path = tmp_path / "checkpoints" / "train" / "tutorial-lr0.01-m0.5-bs64-steps5-seed1.pt"  # train's default
     with exclusive(path, "checkpoint"):
         with pytest.raises(Exception, match=r"being written by another robustdigits process"):
             train(ModelSpec("tutorial"), SHORT, small_data, device=CPU, checkpoint=path)
         error = one_line_error(runner.invoke(main, ["train", "--model", "tutorial", "--steps", "5"]))
-        assert "checkpoint checkpoints/tutorial.pt is being written by another robustdigits process" in error
+        assert f"checkpoint {path} is being written by another robustdigits process" in error
     assert not path.exists()
 
 
@@ -184,10 +185,10 @@ def test_no_overwrite_is_checked_under_the_lock(small_data, tmp_path):
     assert path.read_bytes() == before
 
 
-def test_two_ablations_on_one_checkpoint_folder(runner, data, tiny_budget):
+def test_two_ablations_on_one_checkpoint_folder(runner, data, tiny_budget, tmp_path):
     with exclusive(checkpoint_dir("checkpoints", data.info), "checkpoint folder"):
         error = one_line_error(runner.invoke(main, ["ablate", "--variants", "tutorial", "--out", "r"]))
-    assert "checkpoint folder checkpoints/embedded-" in error and "another robustdigits process" in error
+    assert f"checkpoint folder {tmp_path}/checkpoints/embedded-" in error and "another robustdigits process" in error
 
 
 def test_fresh_ablation_interrupted_keeps_the_finished_checkpoint(runner, data, tiny_budget, monkeypatch):
@@ -240,14 +241,14 @@ def test_out_under_a_regular_file_is_refused_before_training(runner, tmp_path):
     error = one_line_error(runner.invoke(main, ["train", "--steps", "5", "--out", "afile/sub"]))
     assert "--out afile/sub: afile is a file, not a folder; choose another path" in error
     error = one_line_error(runner.invoke(main, ["train", "--steps", "5", "--checkpoint", "afile/x.pt"]))
-    assert "--checkpoint afile/x.pt: afile is a file" in error
+    assert f"--checkpoint {tmp_path}/afile/x.pt: {tmp_path}/afile is a file" in error
     assert not (tmp_path / "checkpoints").exists()
 
 
 def test_checkpoint_that_is_a_folder_is_refused(runner, tmp_path):
     (tmp_path / "ckdir").mkdir()
     error = one_line_error(runner.invoke(main, ["train", "--steps", "5", "--checkpoint", "ckdir", "--overwrite"]))
-    assert "--checkpoint ckdir is a folder; give a file path such as ckdir/model.pt" in error
+    assert f"--checkpoint {tmp_path}/ckdir is a folder; give a file path such as {tmp_path}/ckdir/model.pt" in error
 
 
 def test_overlong_name_is_refused(runner):
@@ -361,7 +362,8 @@ def test_bad_attack_and_bench_options_are_refused_before_anything_trains(runner,
 
 @pytest.fixture()
 def tutorial(runner):
-    assert runner.invoke(main, ["train", "--model", "tutorial", "--steps", "20"]).exit_code == 0
+    args = ["train", "--model", "tutorial", "--steps", "20", "--checkpoint", "checkpoints/tutorial.pt"]
+    assert runner.invoke(main, args).exit_code == 0
     return "checkpoints/tutorial.pt"
 
 
@@ -387,9 +389,10 @@ def test_ctrl_c_in_attack_and_bench_keeps_earlier_results(runner, tmp_path, tuto
 def test_attack_folder_holds_only_this_runs_images(runner, tmp_path, tutorial):
     args = ["attack", "--model", tutorial, "--steps", "3", "--out", "o"]
     assert runner.invoke(main, [*args, "--per-class", "2"]).exit_code == 0
-    assert runner.invoke(main, args).exit_code == 0
-    records = json.loads((tmp_path / "o" / "tutorial" / "results.json").read_text())["records"]
-    images = sorted(p.name for p in (tmp_path / "o" / "tutorial").glob("adv_*.png"))
+    assert runner.invoke(main, [*args, "--overwrite"]).exit_code == 0  # other settings: only when asked
+    (folder,) = (tmp_path / "o").glob("tutorial-*")
+    records = json.loads((folder / "results.json").read_text())["records"]
+    images = sorted(p.name for p in folder.glob("adv_*.png"))
     assert images == sorted(f"adv_{r['test_index']}_{r['true']}to{r['target']}.png" for r in records)
 
 
@@ -434,18 +437,20 @@ def test_sigterm_is_handled_like_ctrl_c(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "robustdigits", "train", "--model", "tutorial", "--epochs", "50",
                              "--threads", "1"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
+    path = tmp_path / "cache" / "checkpoints" / "train" / "tutorial-lr0.01-m0.5-bs64-epochs50-seed1.pt"
     deadline = time.time() + 120
-    while not (tmp_path / "checkpoints" / "tutorial.pt").exists() and time.time() < deadline:
+    while not path.exists() and time.time() < deadline:
         time.sleep(0.2)  # the first epoch's checkpoint
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert "interrupted: no half-written file was left; rerun with --resume" in err
-    assert load_checkpoint(tmp_path / "checkpoints" / "tutorial.pt").epoch >= 1
-    assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["tutorial.pt"]
+    assert load_checkpoint(path).epoch >= 1
+    assert [p.name for p in path.parent.iterdir()] == [path.name]
 
 
 def test_overwrite_of_an_existing_checkpoint_passes_the_checks(runner, tutorial):
-    result = runner.invoke(main, ["train", "--model", "tutorial", "--steps", "10", "--overwrite"])
+    result = runner.invoke(main, ["train", "--model", "tutorial", "--steps", "10", "--overwrite", "--checkpoint",
+                                  tutorial])
     assert result.exit_code == 0, result.output
     assert load_checkpoint(tutorial).step == 10
