@@ -1,30 +1,34 @@
-"""Our attack beside ART's on every model variant, scored the same way."""
+"""Our attack beside ART's on every model variant, scored the same way, as a grid of cells.
+
+Each (model, attack) and each point of the FGSM/PGD ε-sweeps is a cell
+(:mod:`robustdigits.cells`): computed once, stored with its per-sample results, and
+scored from those files alone, so an interrupted benchmark resumes with the cells it
+had not finished and the tables can be recomputed without running an attack.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from art.attacks.evasion import CarliniL2Method, DeepFool, FastGradientMethod, ProjectedGradientDescent
 
-from attacks.regularized_gd import RegularizedGradientDescent
-
-from .art_bridge import make_classifier
+from .cells import CellResult, CellSpec, CellStore
 from .checks import check_choice, check_int, check_number
 from .config import MAX_SEED
-from .datasets import MNISTData, proportional_counts
-from .pixels import MNIST_MEAN, MNIST_STD, to_pixels
+from .datasets import MNISTData
+from .errors import DataError
+from .fileio import write_text_atomic
+from .grid import run_grid
 from .plots import plot_curves
 from .reports import machine_info, machine_line, write_report
-from .scoring import Score, is_adversarial, perturbation_norms, summarize
-from .targets import check_target, target_classes
+from .scoring import Score, summarize
+from .targets import check_target
 
 ATTACKS = ("rgd", "fgsm", "pgd", "cw", "deepfool")
 TARGETED = {"rgd": True, "fgsm": True, "pgd": True, "cw": True, "deepfool": False}  # DeepFool has no targets
@@ -62,26 +66,70 @@ class BenchConfig:
             check_choice("attack", name, ATTACKS)
 
 
-def make_attack(name: str, classifier: Any, config: BenchConfig) -> Any:
-    """The attack ``name`` configured for the benchmark (targeted where it can be)."""
-    bs = config.batch_size
+@dataclass(frozen=True)
+class ModelRef:
+    """A model of the grid: its display name, checkpoint file and content hash."""
+
+    name: str
+    checkpoint: str
+    sha256: str
+    info: dict[str, Any] = field(default_factory=dict)  # e.g. {"variant": ..., "seed": ...}
+
+
+def attack_params(name: str, config: BenchConfig, *, targeted: bool, eps: float | None = None,
+                  pgd_steps: int | None = None, eps_step: float | None = None) -> dict[str, Any]:
+    """Every setting of attack ``name`` in the benchmark: what a cell's hash covers."""
+    p: dict[str, Any] = {"targeted": targeted, "batch_size": config.batch_size, "seed": config.seed,
+                         "target": config.target if targeted else None}
+    eps = config.eps if eps is None else eps
     if name == "rgd":
-        return RegularizedGradientDescent.from_normalized(
-            classifier, mean=MNIST_MEAN, std=MNIST_STD, max_iter=config.rgd_steps, init="reference",
-            early_stop=0.5, keep_best=True, batch_size=bs)
-    if name == "fgsm":
-        return FastGradientMethod(classifier, eps=config.eps, targeted=True, batch_size=bs)
-    if name == "pgd":
-        return ProjectedGradientDescent(classifier, eps=config.eps, eps_step=config.eps / 10,
-                                        max_iter=config.pgd_steps, targeted=True, batch_size=bs, verbose=False)
-    if name == "cw":
-        return CarliniL2Method(classifier, targeted=True, max_iter=config.cw_steps,
-                               binary_search_steps=config.cw_search, initial_const=config.cw_const,
-                               learning_rate=config.cw_learning_rate, max_halving=2, max_doubling=2,
-                               batch_size=bs, verbose=False)
-    if name == "deepfool":
-        return DeepFool(classifier, max_iter=config.deepfool_steps, batch_size=bs, verbose=False)
-    raise ValueError(f"unknown attack {name!r}; choose from: {', '.join(ATTACKS)}")
+        p.update(steps=config.rgd_steps, eta=0.1, lam=0.05, early_stop=0.5, keep_best=True)
+    elif name == "fgsm":
+        p.update(eps=eps)
+    elif name == "pgd":
+        p.update(eps=eps, eps_step=eps / 10 if eps_step is None else eps_step,
+                 steps=config.pgd_steps if pgd_steps is None else pgd_steps, restarts=0)
+    elif name == "cw":
+        p.update(steps=config.cw_steps, search=config.cw_search, const=config.cw_const,
+                 learning_rate=config.cw_learning_rate)
+    elif name == "deepfool":
+        p.update(steps=config.deepfool_steps)
+    return p
+
+
+def _spec(model: ModelRef, data: MNISTData, attack: str, params: dict[str, Any], selection: str) -> CellSpec:
+    return CellSpec(data_sha256=data.info.sha256, data_name=data.info.name, model=model.name,
+                    model_sha256=model.sha256, attack=attack, params=params, selection=selection,
+                    model_info=model.info, checkpoint=model.checkpoint)
+
+
+@dataclass(frozen=True)
+class BenchCells:
+    """The benchmark's grid: per model, one cell per attack and one per (sweep attack, ε > 0)."""
+
+    attacks: dict[tuple[str, str], CellSpec]  # (model, attack) -> cell
+    sweeps: dict[tuple[str, str, float], CellSpec]  # (model, fgsm|pgd, ε) -> cell
+
+    @property
+    def all(self) -> list[CellSpec]:
+        return [*self.attacks.values(), *self.sweeps.values()]
+
+
+def bench_cells(models: Sequence[ModelRef], data: MNISTData, config: BenchConfig) -> BenchCells:
+    n = min(config.n, data.info.n_test)
+    everything, slow = f"first:{n}", f"stratified:{min(config.n_slow, n)}:{n}"
+    attacks, sweeps = {}, {}
+    for m in models:
+        for a in config.attacks:
+            attacks[(m.name, a)] = _spec(m, data, a, attack_params(a, config, targeted=TARGETED[a]),
+                                         slow if a in SLOW else everything)
+        for a in ("fgsm", "pgd"):
+            for eps in config.sweep:
+                if eps > 0:
+                    params = attack_params(a, config, targeted=False, eps=eps, pgd_steps=config.sweep_pgd_steps,
+                                           eps_step=eps / 8)
+                    sweeps[(m.name, a, eps)] = _spec(m, data, a, params, everything)
+    return BenchCells(attacks, sweeps)
 
 
 @dataclass
@@ -92,83 +140,50 @@ class BenchRow:
     clean_accuracy: float  # percent, on the same n images
     score: Score
     seconds_per_image: float
+    cell: str = ""  # the cell's key: its per-sample results are <cells>/<key>/samples.npz
 
 
 @dataclass
 class BenchResult:
     rows: list[BenchRow]
-    sweep: dict[str, dict[str, list[float]]]  # attack -> model -> robust accuracy per ε
+    sweep: dict[str, dict[str, list[float]]]  # attack -> model -> robust accuracy (%) per ε
+    sweep_ci: dict[str, dict[str, list[tuple[float, float]]]] = field(default_factory=dict)  # 95% Wilson
 
 
-def bench_model(name: str, model: torch.nn.Module, data: MNISTData, config: BenchConfig, *,
-                device: torch.device, progress: Callable[[str], None] | None = None
-                ) -> tuple[list[BenchRow], dict[str, list[float]]]:
-    """Every attack on one model, then the FGSM and PGD ε-sweeps (untargeted).
-    ``progress`` is called with a label each time one of them finishes."""
-    classifier = make_classifier(model, device)
-    n = min(config.n, len(data.test_labels))
-    x_all = to_pixels(data.test_images[:n])
-    labels_all = data.test_labels[:n].numpy()
-    logits = classifier.predict(x_all, batch_size=config.batch_size)
-    targets_all = target_classes(config.target, labels_all, logits, seed=config.seed)
-    slow = stratified_subset(labels_all, min(config.n_slow, n))
+def bench_result(cells: BenchCells, results: dict[str, CellResult], config: BenchConfig) -> BenchResult:
+    """The tables and curves, from the cells' per-sample results alone (``results`` by key)."""
     rows = []
-    for attack_name in config.attacks:
-        chosen = slow if attack_name in SLOW else np.arange(n)
-        x, labels, targets = x_all[chosen], labels_all[chosen], targets_all[chosen]
-        clean = 100.0 * float((logits[chosen].argmax(1) == labels).mean())
-        targeted = TARGETED[attack_name]
-        attack = make_attack(attack_name, classifier, config)
-        start = time.perf_counter()
-        x_adv = attack.generate(x, targets if targeted else labels)
-        elapsed = time.perf_counter() - start
-        pred = classifier.predict(x_adv, batch_size=config.batch_size).argmax(1)
-        success = is_adversarial(pred, labels, targets if targeted else None)
-        rows.append(BenchRow(name, attack_name, targeted, clean, summarize(success, *perturbation_norms(x, x_adv)),
-                             elapsed / len(chosen)))
-        if progress:
-            progress(f"{name}: {attack_name} done")
-    sweep = {}
-    for attack_name in ("fgsm", "pgd"):
-        sweep[attack_name] = [robust_accuracy(classifier, x_all, labels_all, attack_name, eps, config)
-                              for eps in config.sweep]
-        if progress:
-            progress(f"{name}: {attack_name} ε-sweep done")
-    return rows, sweep
-
-
-def stratified_subset(labels: np.ndarray, k: int) -> np.ndarray:
-    """Indices of ``k`` images holding every class in proportion (largest remainder),
-    each class's first images, in their original order."""
-    classes, counts = np.unique(labels, return_counts=True)
-    take = proportional_counts(counts, k)
-    chosen = [np.flatnonzero(labels == c)[:t] for c, t in zip(classes, take)]
-    return np.sort(np.concatenate(chosen))
-
-
-def robust_accuracy(classifier: Any, x: np.ndarray, labels: np.ndarray, attack: str, eps: float,
-                    config: BenchConfig) -> float:
-    """Accuracy (percent) on untargeted FGSM or PGD examples with L∞ budget ``eps``."""
-    if eps == 0:
-        x_adv = x
-    elif attack == "fgsm":
-        x_adv = FastGradientMethod(classifier, eps=eps, batch_size=config.batch_size).generate(x, labels)
-    else:
-        x_adv = ProjectedGradientDescent(classifier, eps=eps, eps_step=eps / 8, max_iter=config.sweep_pgd_steps,
-                                         batch_size=config.batch_size, verbose=False).generate(x, labels)
-    return 100.0 * float((classifier.predict(x_adv, batch_size=config.batch_size).argmax(1) == labels).mean())
-
-
-def run_bench(models: Sequence[tuple[str, torch.nn.Module]], data: MNISTData, config: BenchConfig, *,
-              device: torch.device, progress: Callable[[str], None] | None = None) -> BenchResult:
-    rows: list[BenchRow] = []
+    for (model, attack), spec in cells.attacks.items():
+        r = results[spec.key]
+        s = r.samples
+        rows.append(BenchRow(model, attack, TARGETED[attack], r.rate("clean")[0],
+                             summarize(s["success"], s["l2"], s["linf"]), r.seconds / max(r.n, 1), spec.key))
     sweep: dict[str, dict[str, list[float]]] = {"fgsm": {}, "pgd": {}}
-    for name, model in models:
-        model_rows, model_sweep = bench_model(name, model, data, config, device=device, progress=progress)
-        rows += model_rows
-        for attack, values in model_sweep.items():
-            sweep[attack][name] = values
-    return BenchResult(rows, sweep)
+    sweep_ci: dict[str, dict[str, list[tuple[float, float]]]] = {"fgsm": {}, "pgd": {}}
+    models = list(dict.fromkeys(m for m, _, _ in cells.sweeps))
+    for attack in ("fgsm", "pgd"):
+        for model in models:
+            points = []
+            for eps in config.sweep:
+                if eps > 0:
+                    points.append(results[cells.sweeps[(model, attack, eps)].key].rate("robust"))
+                else:  # no attack: the clean accuracy on the same images (from any of the ε cells)
+                    first = next(k for k in cells.sweeps if k[:2] == (model, attack))
+                    points.append(results[cells.sweeps[first].key].rate("clean"))
+            sweep[attack][model] = [p[0] for p in points]
+            sweep_ci[attack][model] = [(p[1], p[2]) for p in points]
+    return BenchResult(rows, sweep, sweep_ci)
+
+
+def run_bench(models: Sequence[ModelRef], data: MNISTData, config: BenchConfig, store: CellStore, *,
+              device: torch.device, executor: str = "local", address: str | None = None, fresh: bool = False,
+              done: Callable[[CellSpec, bool], None] | None = None) -> tuple[BenchCells, BenchResult]:
+    """Run the benchmark's cells that ``store`` lacks (all of them with ``fresh``), then
+    score everything from the stored per-sample results."""
+    cells = bench_cells(models, data, config)
+    results = run_grid(cells.all, store, data.test_images.numpy(), data.test_labels.numpy(), device=device,
+                       executor=executor, address=address, fresh=fresh, done=done)
+    return cells, bench_result(cells, {r.spec.key: r for r in results}, config)
 
 
 COLUMNS = ["model", "attack", "mode", "n", "clean acc. (%)", "success (%)", "95% CI", "median L2", "mean L2",
@@ -182,14 +197,18 @@ def table_rows(result: BenchResult) -> list[list[Any]]:
 
 
 def write_bench_report(result: BenchResult, config: BenchConfig, data: MNISTData, out_dir: str | os.PathLike[str],
-                       device: torch.device, settings: dict[str, Any] | None = None) -> list[Path]:
-    """``bench.md/.csv/.json`` and ``bench_<fgsm|pgd>_sweep.png`` in ``out_dir``; ``settings``
-    (what identifies the run) is kept in the JSON."""
+                       device: torch.device, settings: dict[str, Any] | None = None,
+                       cells: BenchCells | None = None, store: CellStore | None = None) -> list[Path]:
+    """``bench.md/.csv/.json``, ``bench_<fgsm|pgd>_sweep.png`` and (given the cells)
+    ``grid.json`` in ``out_dir``; ``settings`` (what identifies the run) is kept in the JSON.
+    ``grid.json`` names every cell and the store, so :func:`load_bench` recomputes the
+    tables from the per-sample files without running anything."""
     machine = machine_info(device)
     n = min(config.n, data.info.n_test)
     notes = [
         f"Dataset: {data.info.short}; the first {n:,} test images, of which C&W and DeepFool attack a stratified "
-        f"subset of {min(config.n_slow, n):,} (column n). Machine: {machine_line(machine)}.",
+        f"subset of {min(config.n_slow, n):,} (column n). Machine: {machine_line(machine)}; ms / image is each "
+        "cell's own time, measured when it ran (a reused cell keeps its time and machine, in its cell.json).",
         f"Targeted attacks aim at '{config.target}' and succeed when the model predicts the target; untargeted "
         "ones (DeepFool) succeed when it does not predict the true label. Success is over all n images, with its "
         "95% Wilson interval; distances are in pixel units ([0, 1]) over successful images.",
@@ -197,13 +216,41 @@ def write_bench_report(result: BenchResult, config: BenchConfig, data: MNISTData
     ]
     records = [dataclasses.asdict(r) for r in result.rows]
     meta = {"settings": settings, "dataset": dataclasses.asdict(data.info), "config": dataclasses.asdict(config),
-            "machine": machine,
-            "sweep_eps": list(config.sweep), "sweep_robust_accuracy": result.sweep}
+            "machine": machine, "sweep_eps": list(config.sweep), "sweep_robust_accuracy": result.sweep,
+            "sweep_robust_accuracy_ci95": result.sweep_ci}
     paths = write_report(out_dir, "bench", title="Attacks on every model variant", notes=notes, columns=COLUMNS,
                          rows=table_rows(result), records=records, meta=meta)
     for attack, curves in result.sweep.items():
         if curves:
             paths.append(plot_curves(config.sweep, curves, Path(out_dir) / f"bench_{attack}_sweep.png",
                                      title=f"Untargeted {attack.upper()} (L∞) on {n:,} {data.info.name} test images",
-                                     xlabel="ε (pixels)", ylabel="robust accuracy (%)"))
+                                     xlabel="ε (pixels)", ylabel="robust accuracy (%)",
+                                     bands=result.sweep_ci.get(attack)))
+    if cells is not None and store is not None:
+        grid = {"config": dataclasses.asdict(config), "cells": str(store.root.absolute()),
+                "attacks": [{"model": m, "attack": a, "key": s.key, "spec": s.to_dict()}
+                            for (m, a), s in cells.attacks.items()],
+                "sweeps": [{"model": m, "attack": a, "eps": e, "key": s.key, "spec": s.to_dict()}
+                           for (m, a, e), s in cells.sweeps.items()]}
+        paths.append(write_text_atomic(Path(out_dir) / "grid.json", json.dumps(grid, indent=1) + "\n"))
     return paths
+
+
+def load_bench(out_dir: str | os.PathLike[str], cells_root: str | os.PathLike[str] | None = None
+               ) -> tuple[BenchConfig, BenchCells, BenchResult]:
+    """A benchmark's tables recomputed from its ``grid.json`` and the stored cells alone."""
+    path = Path(out_dir) / "grid.json"
+    try:
+        grid = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path} is missing or unreadable ({e}); run 'robustdigits bench' first") from e
+    raw = grid["config"]
+    config = BenchConfig(**{**raw, "sweep": tuple(raw["sweep"]), "attacks": tuple(raw["attacks"])})
+    cells = BenchCells({(c["model"], c["attack"]): CellSpec.from_dict(c["spec"]) for c in grid["attacks"]},
+                       {(c["model"], c["attack"], c["eps"]): CellSpec.from_dict(c["spec"]) for c in grid["sweeps"]})
+    store = CellStore(cells_root if cells_root is not None else grid["cells"])
+    missing = [s.key for s in cells.all if not store.has(s)]
+    if missing:
+        raise DataError(f"{len(missing)} of the benchmark's cells are not in {store.root} (e.g. {missing[0]}); "
+                        "rerun the same 'robustdigits bench' command to compute them")
+    return config, cells, bench_result(cells, {s.key: store.load(s) for s in cells.all}, config)

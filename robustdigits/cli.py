@@ -37,9 +37,10 @@ from .ablation import (
 from .ablation import COLUMNS as ABLATION_COLUMNS
 from .ablation import SUMMARY_COLUMNS as ABLATION_SUMMARY
 from .ablation import table_rows as ablation_rows
-from .bench import ATTACKS, BenchConfig, run_bench, write_bench_report
+from .bench import ATTACKS, BenchConfig, ModelRef, bench_cells, run_bench, write_bench_report
 from .bench import COLUMNS as BENCH_COLUMNS
 from .bench import table_rows as bench_rows
+from .cells import CellSpec, CellStore
 from .checkpoints import Checkpoint, default_checkpoints
 from .config import ModelSpec, TrainConfig
 from .datasets import MNISTData, default_data_dir, find_idx_dir, load_mnist
@@ -52,6 +53,7 @@ from .experiment import AttackConfig, run_experiment, write_experiment_report
 from .experiment import table_rows as attack_rows
 from .fetch import MNIST_SHA256, cache_folder, cached_status, fetch_mnist, sha256_file
 from .fileio import check_writable_dir, check_writable_file
+from .grid import EXECUTORS
 from .loader import TensorLoader
 from .models import list_models
 from .plots import plot_loss_curve
@@ -71,6 +73,7 @@ err_console = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isat
 # reports/runs/ (not tracked by git). The committed results in reports/<dataset>/ are only
 # written when asked (--out, or 'robustdigits reproduce').
 RUNS = Path("reports") / "runs"
+CELLS = RUNS / "cells"
 CHECKPOINTS_HELP = "Where variants' checkpoints live  [default: $ROBUSTDIGITS_CHECKPOINTS or " \
                    "~/.cache/robustdigits/checkpoints]"
 COMPUTE_COMMANDS = ("train", "evaluate", "ablate", "attack", "bench")
@@ -239,7 +242,7 @@ def note_unfinished(ckpt: Checkpoint) -> None:
         err_console.print(f"note: {ckpt.path} is unfinished (step {ckpt.step:,} of {ckpt.total_steps:,})")
 
 
-def load_model(ref: str, data: MNISTData, checkpoints: Path, device: torch.device) -> tuple[str, torch.nn.Module]:
+def load_checkpoint_for(ref: str, data: MNISTData, checkpoints: Path, device: torch.device) -> Checkpoint:
     """A variant name (trained first if needed, saying so) or a checkpoint file."""
 
     def announce(path: Path) -> None:
@@ -261,7 +264,49 @@ def load_model(ref: str, data: MNISTData, checkpoints: Path, device: torch.devic
         ckpt = trained_checkpoint(ref, data, checkpoints=checkpoints, device=device, announce=announce,
                                   progress=show)
     note_unfinished(ckpt)
-    return model_tag(ref), ckpt.build_model(device)
+    return ckpt
+
+
+def load_model(ref: str, data: MNISTData, checkpoints: Path, device: torch.device) -> tuple[str, torch.nn.Module]:
+    return model_tag(ref), load_checkpoint_for(ref, data, checkpoints, device).build_model(device)
+
+
+def grid_model(ref: str, data: MNISTData, checkpoints: Path, device: torch.device) -> ModelRef:
+    """A model of a grid of cells: its checkpoint file and that file's content hash."""
+    path = load_checkpoint_for(ref, data, checkpoints, device).path.absolute()
+    info = {"variant": ref, "seed": 1} if ref in variant_names() else {"file": str(path)}
+    return ModelRef(model_tag(ref), str(path), sha256_file(path), info)
+
+
+def grid_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """--cells, --fresh, --executor and --address, shared by the commands that run cells."""
+    options = [
+        click.option("--cells", type=click.Path(file_okay=False, path_type=Path), default=CELLS, show_default=True,
+                     help="Store of finished cells (one folder per cell, named by the hash of its settings); "
+                          "finished cells are reused, so an interrupted run resumes."),
+        click.option("--fresh", is_flag=True, help="Recompute every cell even where it is stored."),
+        click.option("--executor", type=click.Choice(EXECUTORS), default="local", show_default=True,
+                     help="local: cells one after another here; ray: each cell a Ray task (pip install -e "
+                          "'.[ray]'), on this machine or the cluster at --address."),
+        click.option("--address", default=None,
+                     help="A running Ray cluster (e.g. ray://head:10001 or auto); default: a local Ray instance."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def cell_progress(progress: Progress, total: int, label: str) -> Callable[[CellSpec, bool], None]:
+    """A bar over cells; its ETA follows only the cells computed now."""
+    task = progress.add_task(label, total=total, info="")
+    counts = {"reused": 0}
+
+    def done(spec: CellSpec, computed: bool) -> None:
+        if not computed:
+            counts["reused"] += 1
+        progress.update(task, advance=1, info=f"{spec.model}: {spec.attack} ({counts['reused']} reused)")
+
+    return done
 
 
 @main.command(context_settings=CONTEXT)
@@ -539,15 +584,19 @@ def attack(model_ref: str, target: str, steps: int, eta: float, lam: float, init
               help="Report folder  [default: reports/runs/<dataset>/bench-<settings>]")
 @click.option("--overwrite", is_flag=True, help="Let --out replace a report of a run with other settings.")
 @click.option("--checkpoints", type=click.Path(path_type=Path), default=None, help=CHECKPOINTS_HELP)
+@grid_options
 @data_options
 @handle_errors
 def bench(models: str, attacks: str, n: int, n_slow: int, target: str, eps: float, rgd_steps: int,
-          out: Path | None, overwrite: bool, checkpoints: Path | None, **common: Any) -> None:
+          out: Path | None, overwrite: bool, checkpoints: Path | None, cells: Path, fresh: bool, executor: str,
+          address: str | None, **common: Any) -> None:
     """Our attack beside ART's FGSM, PGD, C&W and DeepFool on every model variant.
 
     Reports clean accuracy, success rate, L2 / L∞ perturbations and time per image, plus
-    FGSM and PGD robust-accuracy-vs-ε curves; writes bench.md/.csv/.json and PNGs to OUT.
-    Variants not trained yet are trained first, with a message.
+    FGSM and PGD robust-accuracy-vs-ε curves; writes bench.md/.csv/.json, PNGs and
+    grid.json to OUT. Each (model, attack) and each sweep point is a cell, stored with its
+    per-sample results in --cells and reused: an interrupted run resumes. Variants not
+    trained yet are trained first, with a message.
 
     \b
     Example:
@@ -566,17 +615,14 @@ def bench(models: str, attacks: str, n: int, n_slow: int, target: str, eps: floa
     if out is not None:
         check_replaceable(out, "bench", settings, overwrite)
     out = out or check_writable_dir(RUNS / data.info.name / f"bench-{settings_hash(settings)}", "--out")
-    loaded = [load_model(ref, data, checkpoints or default_checkpoints(), device) for ref in refs]
+    check_writable_dir(cells, "--cells")
+    loaded = [grid_model(ref, data, checkpoints or default_checkpoints(), device) for ref in refs]
+    store = CellStore(cells)
+    total = len(bench_cells(loaded, data, config).all)
     with make_progress() as progress:
-        task = progress.add_task("bench: attacks and sweeps finished", total=len(loaded) * (len(chosen) + 2),
-                                 info="")
-
-        def step(label: str) -> None:  # called when an attack or a sweep finishes: the ETA follows real work
-            progress.update(task, info=label)
-            progress.advance(task)
-
-        result = run_bench(loaded, data, config, device=device, progress=step)
-    paths = write_bench_report(result, config, data, out, device, settings=settings)
+        grid, result = run_bench(loaded, data, config, store, device=device, executor=executor, address=address,
+                                 fresh=fresh, done=cell_progress(progress, total, f"bench: {total} cells"))
+    paths = write_bench_report(result, config, data, out, device, settings=settings, cells=grid, store=store)
     render(f"{len(loaded)} models × {len(chosen)} attacks on the first {min(n, data.info.n_test):,} "
            f"{data.info.name} test images", BENCH_COLUMNS, bench_rows(result))
     console.print("wrote " + ", ".join(str(p) for p in paths))

@@ -29,7 +29,7 @@ os.umask(_UMASK)  # read the process umask once (os.umask can only be read by se
 _TMP = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[^.]+\.tmp$")
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -44,7 +44,7 @@ def remove_stale_temporaries(folder: Path, name: str) -> None:
     with contextlib.suppress(OSError):
         for entry in folder.iterdir():
             m = _TMP.match(entry.name)
-            if m and m["name"] == name and not _pid_alive(int(m["pid"])):
+            if m and m["name"] == name and not pid_alive(int(m["pid"])):
                 with contextlib.suppress(FileNotFoundError):
                     entry.unlink()
 

@@ -84,12 +84,17 @@ def plot_curves(
     title: str,
     xlabel: str,
     ylabel: str,
+    bands: Mapping[str, Sequence[tuple[float, float]]] | None = None,
 ) -> Path:
-    """One line per entry of ``curves`` over the common ``x``."""
+    """One line per entry of ``curves`` over the common ``x``; ``bands`` (low, high) per
+    point, e.g. 95% intervals, are shaded around each line."""
     fig = Figure(figsize=(7, 4.5))
     ax = fig.add_subplot()
     for name, ys in curves.items():
-        ax.plot(x, ys, marker="o", ms=3, label=name)
+        (line,) = ax.plot(x, ys, marker="o", ms=3, label=name)
+        if bands and name in bands:
+            ax.fill_between(x, [b[0] for b in bands[name]], [b[1] for b in bands[name]], color=line.get_color(),
+                            alpha=0.15, linewidth=0)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
