@@ -116,8 +116,11 @@ class RegularizedGradientDescent(EvasionAttack):
     def generate(self, x: np.ndarray, y: np.ndarray | None = None, **kwargs: Any) -> np.ndarray:
         """Adversarial examples for the reference images ``x``; ``y`` as in the class doc
         (untargeted: ``None`` uses the predictions). Keyword ``progress``: a callable given
-        the number of steps just run. Other keywords are ignored, as in ART."""
+        the number of steps just run. Keyword ``observe``: a callable given ``(step,
+        iterate)`` after every step, the iterate as NumPy (batch, C, H, W) (to watch the
+        attack, as the demo does; it slows the loop). Other keywords are ignored, as in ART."""
         progress: Callable[[int], None] | None = kwargs.get("progress")
+        observe: Callable[[int, np.ndarray], None] | None = kwargs.get("observe")
         x_ref = self._check_x(x)
         labels = self._labels(x_ref, y)
         x_init = self._initial(x_ref)
@@ -133,14 +136,15 @@ class RegularizedGradientDescent(EvasionAttack):
                     logger.info("attacking samples %d-%d of %d", start, start + len(x_ref[batch]), len(x_ref))
                 with small_batch_convolutions(backend.device, len(x_ref[batch])):
                     out[batch], first[batch], used[batch] = self._run(backend, x_init[batch], x_ref[batch],
-                                                                      labels[batch], progress)
+                                                                      labels[batch], progress, observe)
         self.success_step_, self.steps_used_ = first, used
         if self.estimator.clip_values is not None:
             out = np.clip(out, *self.estimator.clip_values)
         return out.astype(np.float32)
 
     def _run(self, backend: Backend, x0: np.ndarray, x_ref: np.ndarray, labels: np.ndarray,
-             progress: Callable[[int], None] | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+             progress: Callable[[int], None] | None,
+             observe: Callable[[int, np.ndarray], None] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The one loop. While every sample is active the whole batch is updated in place
         (no gather/scatter); after an early stop only the active rows are."""
         x, ref, y = (backend.tensor(a) for a in (x0, x_ref, labels))
@@ -171,6 +175,8 @@ class RegularizedGradientDescent(EvasionAttack):
                 x[idx] = new
             if progress:
                 progress(1)
+            if observe:
+                observe(step + 1, x.detach().cpu().numpy())
         if progress and step < self.max_iter:
             progress(self.max_iter - step)
         return tracker.result(x).cpu().numpy(), tracker.first.cpu().numpy(), tracker.last.cpu().numpy()

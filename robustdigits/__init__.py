@@ -8,11 +8,15 @@ Module map, by layer; imports only point down (a module uses the ones below it):
   also importable from ``robustdigits`` itself).
 - **workflows**: ``ablation`` (the study's nine variants; trains a variant when a
   command needs it), ``experiment`` (the study's attack experiment), ``bench`` (our
-  attack beside ART's).
+  attack beside ART's, as a grid of cells), ``robustness`` (the variants' robustness
+  and adversarially trained rows), ``demo`` (the draw-a-digit page's server).
 - **steps**: ``training`` (resumable SGD), ``evaluation`` (accuracy and loss),
   ``attacks.RegularizedGradientDescent`` (the study's attack, an ART EvasionAttack),
   ``art_bridge`` (a model as an ART classifier), ``scoring`` (success and distances),
-  ``targets`` (target classes), ``plots`` and ``reports`` (figures and tables).
+  ``targets`` (target classes), ``plots`` and ``reports`` (figures and tables), ``html``
+  (the one-page report), ``grid`` (running cells, locally or on Ray), ``cells`` (a
+  cell's settings, hash and per-sample results, stored atomically), ``adversarial``
+  (adversarial training with targeted attacks).
 - **foundations**: ``datasets`` (embedded subset, IDX files, which data a command
   uses), ``fetch`` (full MNIST into the data cache, verified), ``loader`` (a
   device-resident batch loader), ``models`` (the registry of the three networks),

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 
@@ -27,6 +28,7 @@ from .devices import resolve_device
 from .pixels import to_pixels
 from .variants import get_variant
 
+logger = logging.getLogger(__name__)
 SPLITS = ("train", "test")
 
 
@@ -45,15 +47,15 @@ def load_pixels(split: str = "test", data: str = "auto", *, download: bool = Fal
 
 def load_variant(name: str, data: str = "auto", *, seed: int = 1, device: str | torch.device = "cpu",
                  train: bool = False, checkpoints: str | os.PathLike[str] | None = None,
-                 announce: Callable[[str], None] | None = print) -> nn.Module:
+                 announce: Callable[[str], None] | None = None) -> nn.Module:
     """The study's variant ``name`` (see ``robustdigits ablate -h``) trained on ``data`` with
     ``seed``, in eval mode on ``device``; it takes normalized input (see ``make_classifier``).
 
     Its checkpoint is looked up where ``robustdigits ablate`` keeps it (``checkpoints``,
     default ``$ROBUSTDIGITS_CHECKPOINTS`` or ``~/.cache/robustdigits/checkpoints``), so
     it is found from any working folder. Not trained yet: ``train=True`` trains it with
-    the ablation's settings (``announce`` is told where), else a ``CheckpointError`` says
-    which command trains it.
+    the ablation's settings (logged at INFO, and ``announce`` is told where), else a
+    ``CheckpointError`` says which command trains it.
     """
     get_variant(name)  # an unknown name fails before data loads
     check_int("seed", seed, 1, MAX_SEED)
@@ -62,8 +64,10 @@ def load_variant(name: str, data: str = "auto", *, seed: int = 1, device: str | 
     dev = device if isinstance(device, torch.device) else resolve_device(device)
     if train:
         def say(path: os.PathLike[str]) -> None:
+            message = f"training variant {name} (seed {seed}) on {loaded.info.name} data into {path}"
+            logger.info(message)
             if announce:
-                announce(f"training variant {name} (seed {seed}) on {loaded.info.name} data into {path}")
+                announce(message)
 
         ckpt = trained_checkpoint(name, loaded, checkpoints=root, device=dev, seed=seed, announce=say)
     else:

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from .cells import CellResult, CellSpec, CellStore
+from .cells import CellResult, CellSpec, CellStore, ModelRef
 from .checks import check_choice, check_int, check_number
 from .config import MAX_SEED
 from .datasets import MNISTData
@@ -64,16 +64,6 @@ class BenchConfig:
         check_int("rgd_steps", self.rgd_steps, 1)
         for name in self.attacks:
             check_choice("attack", name, ATTACKS)
-
-
-@dataclass(frozen=True)
-class ModelRef:
-    """A model of the grid: its display name, checkpoint file and content hash."""
-
-    name: str
-    checkpoint: str
-    sha256: str
-    info: dict[str, Any] = field(default_factory=dict)  # e.g. {"variant": ..., "seed": ...}
 
 
 def attack_params(name: str, config: BenchConfig, *, targeted: bool, eps: float | None = None,
@@ -201,7 +191,7 @@ def write_bench_report(result: BenchResult, config: BenchConfig, data: MNISTData
                        cells: BenchCells | None = None, store: CellStore | None = None) -> list[Path]:
     """``bench.md/.csv/.json``, ``bench_<fgsm|pgd>_sweep.png`` and (given the cells)
     ``grid.json`` in ``out_dir``; ``settings`` (what identifies the run) is kept in the JSON.
-    ``grid.json`` names every cell and the store, so :func:`load_bench` recomputes the
+    ``grid.json`` names every cell and the store (relative to ``out_dir``), so :func:`load_bench` recomputes the
     tables from the per-sample files without running anything."""
     machine = machine_info(device)
     n = min(config.n, data.info.n_test)
@@ -227,7 +217,8 @@ def write_bench_report(result: BenchResult, config: BenchConfig, data: MNISTData
                                      xlabel="ε (pixels)", ylabel="robust accuracy (%)",
                                      bands=result.sweep_ci.get(attack)))
     if cells is not None and store is not None:
-        grid = {"config": dataclasses.asdict(config), "cells": str(store.root.absolute()),
+        cells_at = os.path.relpath(store.root.absolute(), Path(out_dir).absolute())  # relative: the pair can move
+        grid = {"config": dataclasses.asdict(config), "cells": cells_at,
                 "attacks": [{"model": m, "attack": a, "key": s.key, "spec": s.to_dict()}
                             for (m, a), s in cells.attacks.items()],
                 "sweeps": [{"model": m, "attack": a, "eps": e, "key": s.key, "spec": s.to_dict()}
@@ -248,7 +239,7 @@ def load_bench(out_dir: str | os.PathLike[str], cells_root: str | os.PathLike[st
     config = BenchConfig(**{**raw, "sweep": tuple(raw["sweep"]), "attacks": tuple(raw["attacks"])})
     cells = BenchCells({(c["model"], c["attack"]): CellSpec.from_dict(c["spec"]) for c in grid["attacks"]},
                        {(c["model"], c["attack"], c["eps"]): CellSpec.from_dict(c["spec"]) for c in grid["sweeps"]})
-    store = CellStore(cells_root if cells_root is not None else grid["cells"])
+    store = CellStore(cells_root if cells_root is not None else Path(out_dir) / grid["cells"])
     missing = [s.key for s in cells.all if not store.has(s)]
     if missing:
         raise DataError(f"{len(missing)} of the benchmark's cells are not in {store.root} (e.g. {missing[0]}); "

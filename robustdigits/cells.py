@@ -84,6 +84,17 @@ class CellSpec:
         return cls(**d)
 
 
+@dataclass(frozen=True)
+class ModelRef:
+    """A model of a grid: its display name, checkpoint file, the file's content hash, and
+    what else identifies it (e.g. ``{"variant": ..., "seed": ...}``)."""
+
+    name: str
+    checkpoint: str
+    sha256: str
+    info: dict[str, Any] = field(default_factory=dict)
+
+
 @dataclass
 class CellResult:
     spec: CellSpec
@@ -134,8 +145,9 @@ class CellStore:
             meta = json.loads((folder / "cell.json").read_text())
             with np.load(folder / "samples.npz") as z:
                 samples = {k: z[k] for k in z.files}
-        except (OSError, ValueError, KeyError) as e:
-            raise DataError(f"cell {folder} is unreadable ({e}); delete that folder or rerun with --fresh") from e
+        except Exception as e:  # a damaged zip, pickle or JSON raises several types
+            raise DataError(f"cell {folder} is unreadable ({type(e).__name__}: {e}); delete that folder or rerun "
+                            "with --fresh") from e
         check_samples(samples)
         return CellResult(CellSpec.from_dict(meta["spec"]), samples, meta["seconds"], meta["machine"])
 

@@ -6,6 +6,8 @@ import dataclasses
 import functools
 import signal
 import sys
+import time
+import webbrowser
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,7 @@ from . import __version__
 from .ablation import (
     BUDGETS,
     AblationConfig,
+    needs_training,
     resolve_checkpoint,
     run_ablation,
     trained_checkpoint,
@@ -37,15 +40,16 @@ from .ablation import (
 from .ablation import COLUMNS as ABLATION_COLUMNS
 from .ablation import SUMMARY_COLUMNS as ABLATION_SUMMARY
 from .ablation import table_rows as ablation_rows
-from .bench import ATTACKS, BenchConfig, ModelRef, bench_cells, run_bench, write_bench_report
+from .bench import ATTACKS, BenchConfig, bench_cells, run_bench, write_bench_report
 from .bench import COLUMNS as BENCH_COLUMNS
 from .bench import table_rows as bench_rows
-from .cells import CellSpec, CellStore
+from .cells import CellSpec, CellStore, ModelRef
 from .checkpoints import Checkpoint, default_checkpoints
 from .config import ModelSpec, TrainConfig
 from .datasets import MNISTData, default_data_dir, find_idx_dir, load_mnist
+from .demo import Demo, make_server
 from .devices import DEVICE_CHOICES, resolve_device
-from .errors import CheckpointError, RobustDigitsError
+from .errors import CheckpointError, DataError, OutputError, RobustDigitsError
 from .evaluation import COLUMNS as EVAL_COLUMNS
 from .evaluation import evaluate as evaluate_model
 from .experiment import COLUMNS as ATTACK_COLUMNS
@@ -54,10 +58,23 @@ from .experiment import table_rows as attack_rows
 from .fetch import MNIST_SHA256, cache_folder, cached_status, fetch_mnist, sha256_file
 from .fileio import check_writable_dir, check_writable_file
 from .grid import EXECUTORS
+from .html import write_index
 from .loader import TensorLoader
 from .models import list_models
 from .plots import plot_loss_curve
 from .reports import check_replaceable, fmt, settings_hash
+from .robustness import (
+    ADVERSARIAL,
+    ADVERSARIAL_LABELS,
+    RobustnessConfig,
+    adversarial_checkpoint,
+    cell_seconds,
+    run_robustness,
+    write_robustness_report,
+)
+from .robustness import cell_specs as robustness_cells
+from .robustness import columns as ROBUSTNESS_COLUMNS
+from .robustness import table_rows as robustness_rows
 from .targets import TARGET_MODES
 from .training import COLUMNS as TRAIN_COLUMNS
 from .training import TrainEvent
@@ -76,7 +93,7 @@ RUNS = Path("reports") / "runs"
 CELLS = RUNS / "cells"
 CHECKPOINTS_HELP = "Where variants' checkpoints live  [default: $ROBUSTDIGITS_CHECKPOINTS or " \
                    "~/.cache/robustdigits/checkpoints]"
-COMPUTE_COMMANDS = ("train", "evaluate", "ablate", "attack", "bench")
+COMPUTE_COMMANDS = ("train", "evaluate", "ablate", "attack", "bench", "robustness")
 VARIANT_NAMES = variant_names()
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -242,14 +259,15 @@ def note_unfinished(ckpt: Checkpoint) -> None:
         err_console.print(f"note: {ckpt.path} is unfinished (step {ckpt.step:,} of {ckpt.total_steps:,})")
 
 
-def load_checkpoint_for(ref: str, data: MNISTData, checkpoints: Path, device: torch.device) -> Checkpoint:
-    """A variant name (trained first if needed, saying so) or a checkpoint file."""
+def load_checkpoint_for(ref: str, data: MNISTData, checkpoints: Path, device: torch.device,
+                        seed: int = 1) -> Checkpoint:
+    """A variant name (its checkpoint for ``seed``, trained first if needed, saying so) or a checkpoint file."""
 
     def announce(path: Path) -> None:
         v = get_variant(ref)
         console.print(f"[yellow]{ref} names the ablation's variant '{v.label}' ({v.model.name} network, "
                       f"momentum {v.momentum:g}, dropout {_dropout_text(v)}), which has no finished checkpoint on "
-                      f"{data.info.name} data: training it now with the ablation's settings (seed 1, "
+                      f"{data.info.name} data: training it now with the ablation's settings (seed {seed}, "
                       f"{AblationConfig().train_config(v, 1).total_steps(data.info.n_train):,} SGD steps) into "
                       f"{path}. To attack a model of your own, pass its checkpoint file instead.[/]")
 
@@ -261,7 +279,7 @@ def load_checkpoint_for(ref: str, data: MNISTData, checkpoints: Path, device: to
                 bars[seed] = progress.add_task(f"train {variant.name}", total=event.total_steps, info="")
             progress.update(bars[seed], completed=event.step)
 
-        ckpt = trained_checkpoint(ref, data, checkpoints=checkpoints, device=device, announce=announce,
+        ckpt = trained_checkpoint(ref, data, checkpoints=checkpoints, device=device, seed=seed, announce=announce,
                                   progress=show)
     note_unfinished(ckpt)
     return ckpt
@@ -618,7 +636,7 @@ def bench(models: str, attacks: str, n: int, n_slow: int, target: str, eps: floa
     check_writable_dir(cells, "--cells")
     loaded = [grid_model(ref, data, checkpoints or default_checkpoints(), device) for ref in refs]
     store = CellStore(cells)
-    total = len(bench_cells(loaded, data, config).all)
+    total = len({s.key for s in bench_cells(loaded, data, config).all})
     with make_progress() as progress:
         grid, result = run_bench(loaded, data, config, store, device=device, executor=executor, address=address,
                                  fresh=fresh, done=cell_progress(progress, total, f"bench: {total} cells"))
@@ -626,6 +644,221 @@ def bench(models: str, attacks: str, n: int, n_slow: int, target: str, eps: floa
     render(f"{len(loaded)} models × {len(chosen)} attacks on the first {min(n, data.info.n_test):,} "
            f"{data.info.name} test images", BENCH_COLUMNS, bench_rows(result))
     console.print("wrote " + ", ".join(str(p) for p in paths))
+
+
+def robustness_models(chosen: Sequence[Variant], data: MNISTData, config: RobustnessConfig, checkpoints: Path,
+                      device: torch.device) -> list[ModelRef]:
+    """The variants' checkpoints for every seed, and the adversarially trained rows (seed
+    1); each trained first where missing, saying what and where."""
+    models = []
+    for v in chosen:
+        for seed in range(1, config.seeds + 1):
+            path = load_checkpoint_for(v.name, data, checkpoints, device, seed=seed).path.absolute()
+            models.append(ModelRef(v.name, str(path), sha256_file(path), {"seed": seed}))
+    for row in config.adversarial:
+        with make_progress() as progress:
+            bar = progress.add_task(f"adversarial training {row}", total=None, info="")
+
+            def announce(name: str, path: Path) -> None:
+                console.print(f"[yellow]{name} is not trained on {data.info.name} data: training it now "
+                              f"({ADVERSARIAL_LABELS[name]}; {config.adv_epochs} epochs) into {path}[/]")
+
+            def advance(k: int, total: int, bar: TaskID = bar) -> None:
+                progress.update(bar, completed=k, total=total)
+
+            ckpt = adversarial_checkpoint(row, data, checkpoints, config, device=device, announce=announce,
+                                          progress=advance)
+        models.append(ModelRef(row, str(ckpt.path.absolute()), sha256_file(ckpt.path), {"seed": 1}))
+    return models
+
+
+@main.command(context_settings=CONTEXT)
+@click.option("--variants", default="all", show_default=True,
+              help=f"Comma-separated variant names, or all: {', '.join(VARIANT_NAMES)}.")
+@click.option("--seeds", type=click.IntRange(min=1, max=1000), default=3, show_default=True,
+              help="The ablation's seeds 1..N of each variant (trained first where missing).")
+@click.option("--n", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Attack the first N test images.")
+@click.option("--n-slow", type=click.IntRange(min=1), default=100, show_default=True,
+              help="C&W and DeepFool (the minimum-norm attacks besides ours) on a stratified subset of this many.")
+@click.option("--adversarial", default=",".join(ADVERSARIAL), show_default=True,
+              help="Adversarially trained rows (seed 1), comma-separated, or none.")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Report folder  [default: reports/runs/<dataset>/robustness-<settings>]")
+@click.option("--overwrite", is_flag=True, help="Let --out replace a report of a run with other settings.")
+@click.option("--checkpoints", type=click.Path(path_type=Path), default=None, help=CHECKPOINTS_HELP)
+@grid_options
+@data_options
+@handle_errors
+def robustness(variants: str, seeds: int, n: int, n_slow: int, adversarial: str, out: Path | None, overwrite: bool,
+               checkpoints: Path | None, cells: Path, fresh: bool, executor: str, address: str | None,
+               **common: Any) -> None:
+    """Does momentum, dropout or batch-norm change robustness? The variants, attacked.
+
+    Per variant over --seeds seeds on the first --n test images: clean accuracy, PGD
+    robust accuracy at ε = 0.1, 0.2, 0.3, the study's attack (next digit) and the
+    smallest L2 over the minimum-norm attacks, with 95% Wilson intervals; plus
+    adversarially trained rows. Writes robustness.md/.csv/.json and two curves (L2 and
+    L∞). Every attack is a cell (see 'bench -h'): an interrupted run resumes.
+
+    \b
+    Example:
+      robustdigits robustness --seeds 3 --n 1000
+    """
+    started = time.perf_counter()
+    chosen = VARIANTS if variants == "all" else tuple(get_variant(v.strip()) for v in variants.split(","))
+    rows = () if adversarial in ("", "none") else tuple(a.strip() for a in adversarial.split(","))
+    config = RobustnessConfig(n=n, n_slow=n_slow, seeds=seeds, adversarial=rows)
+    checkpoints = checkpoints or default_checkpoints()
+    if out is not None:
+        check_writable_dir(out, "--out")
+    check_writable_dir(cells, "--cells")
+    data, device = setup(**common)
+    settings = {"command": "robustness", "dataset": data.info.sha256, "variants": [v.name for v in chosen],
+                "config": dataclasses.asdict(config)}
+    if out is not None:
+        check_replaceable(out, "robustness", settings, overwrite)
+    out = out or check_writable_dir(RUNS / data.info.name / f"robustness-{settings_hash(settings)}", "--out")
+    models = robustness_models(chosen, data, config, checkpoints, device)
+    trained = time.perf_counter()
+    store = CellStore(cells)
+    total = len({s.key for m in models for s in robustness_cells(m, data, config).values()})
+    with make_progress() as progress:
+        results, all_cells = run_robustness(models, data, config, store, device=device, executor=executor,
+                                            address=address, fresh=fresh,
+                                            done=cell_progress(progress, total, f"robustness: {total} cells"))
+    seconds: dict[str, Any] = {"training": trained - started, "cells": time.perf_counter() - trained,
+               "total": time.perf_counter() - started, "per_attack": cell_seconds(all_cells)}
+    paths, problems = write_robustness_report(results, config, data, out, device, seconds=seconds,
+                                              settings=settings)
+    render(f"Robustness on the first {min(n, data.info.n_test):,} {data.info.name} test images",
+           ROBUSTNESS_COLUMNS(config), robustness_rows(results, config))
+    for problem in problems:
+        err_console.print(f"[red]sanity check: {problem}[/]")
+    if not problems:
+        console.print("sanity checks: all hold (robust ≤ clean, PGD monotone in ε, no attack at 0% on a non-robust "
+                      "model)")
+    console.print(f"wrote {', '.join(str(p) for p in paths)} in {seconds['total']:.0f} s")
+
+
+@main.command(context_settings=CONTEXT)
+@click.option("--reports", type=click.Path(file_okay=False, path_type=Path), default=Path("reports"),
+              show_default=True, help="The results folder; the page is written into it as index.html.")
+@handle_errors
+def report(reports: Path) -> None:
+    """One static page of the whole study, from the results the other commands wrote.
+
+    Reads the JSON tables and PNGs in REPORTS (no training, no attack) and writes
+    REPORTS/index.html: opens from the file system, offline, printable.
+
+    \b
+    Example:
+      robustdigits report && xdg-open reports/index.html
+    """
+    if not reports.is_dir():
+        raise OutputError(f"{reports.absolute()} does not exist; run the study first ('robustdigits reproduce') or "
+                          "pass --reports FOLDER")
+    check_writable_dir(reports, "--reports")
+    path = write_index(reports)
+    console.print(f"wrote {path.absolute()}; open it in a browser: file://{path.absolute()}")
+
+
+STEPS = ("data", "ablation", "attack", "bench", "robustness", "report")
+
+
+@main.command(context_settings=CONTEXT)
+@click.option("--seeds", type=click.IntRange(min=1, max=1000), default=3, show_default=True,
+              help="Seeds of the ablation and of the robustness study.")
+@click.option("--device", type=click.Choice(DEVICE_CHOICES), default="auto", show_default=True)
+@click.option("--threads", type=click.IntRange(min=1, max=1024), default=None,
+              help="torch CPU threads (default: torch's own choice).")
+@click.pass_context
+@handle_errors
+def reproduce(ctx: click.Context, seeds: int, device: str, threads: int | None) -> None:
+    """The whole study in one command, into reports/: data, ablation, attack, benchmark,
+    robustness, then the page (reports/index.html).
+
+    Full MNIST where it can be fetched, else the embedded subset (said at the start).
+    Resumable: finished checkpoints and cells are reused, so a second run redoes only
+    what is missing. On a 2-core CPU with full MNIST this takes hours (see README);
+    'robustdigits ablate' alone is the quick start.
+
+    \b
+    Example:
+      robustdigits reproduce
+    """
+    started = time.perf_counter()
+    common = {"device": device, "threads": threads, "download": False}
+
+    def step(k: int, what: str) -> None:
+        console.rule(f"[bold]step {k} of {len(STEPS)}: {what}[/] ({time.perf_counter() - started:.0f} s so far)")
+
+    step(1, "data")
+    try:
+        fetch_mnist()
+        name = "mnist"
+    except DataError as e:
+        console.print(f"[yellow]full MNIST could not be fetched ({e}); the study runs on the embedded subset[/]")
+        name = "embedded"
+    out = Path("reports") / name
+    step(2, "ablation")
+    ctx.invoke(ablate, seeds=seeds, out=out, overwrite=True, data=name, **common)
+    step(3, "the study's attack")
+    ctx.invoke(attack, out=out / "attack", overwrite=True, data=name, **common)
+    step(4, "benchmark")
+    ctx.invoke(bench, out=out, overwrite=True, data=name, **common)
+    step(5, "robustness")
+    ctx.invoke(robustness, seeds=seeds, out=Path("reports") if name == "mnist" else out, overwrite=True, data=name,
+               **common)
+    step(6, "report")
+    ctx.invoke(report, reports=Path("reports"))
+    console.print(f"[bold]the study took {time.perf_counter() - started:.0f} s[/]")
+
+
+@main.command(context_settings=CONTEXT)
+@click.option("--model", "model_refs", multiple=True,
+              help="A variant name or checkpoint file (repeatable)  [default: every variant trained on the data]")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
+              help="Port on 127.0.0.1 (0: any free one).")
+@click.option("--open", "open_browser", is_flag=True, help="Open the page in the default browser.")
+@click.option("--checkpoints", type=click.Path(path_type=Path), default=None, help=CHECKPOINTS_HELP)
+@data_options
+@handle_errors
+def demo(model_refs: tuple[str, ...], port: int, open_browser: bool, checkpoints: Path | None,
+         **common: Any) -> None:
+    """A page to draw a digit and watch the study's attack turn it into the next one.
+
+    Serves on the loopback interface only (127.0.0.1); Ctrl-C stops it.
+
+    \b
+    Example:
+      robustdigits demo --open
+    """
+    for ref in model_refs:
+        check_model_ref(ref)
+    data, dev = setup(**common)
+    root = checkpoints or default_checkpoints()
+    refs = list(model_refs) or [v for v in variant_names() if not needs_training(v, data, root)]
+    if not refs:
+        raise CheckpointError(f"no variant is trained on {data.info.name} data yet; run 'robustdigits ablate' "
+                              "(or 'ablate --variants textbook-momentum') first, or pass --model FILE")
+    models = {model_tag(r): resolve_checkpoint(r, data.info, root).build_model(dev) for r in refs}
+    try:
+        server = make_server(Demo(models, dev), port)
+    except OSError as e:
+        raise OutputError(f"cannot serve on 127.0.0.1:{port} ({e.strerror or e}); pass --port 0 for a free port") \
+            from e
+    url = f"http://127.0.0.1:{server.server_port}/"
+    console.print(f"demo at {url} with {', '.join(models)} (Ctrl-C stops it)")
+    sys.stdout.flush()
+    if open_browser:
+        webbrowser.open(url)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        console.print("demo stopped")
+    finally:
+        server.server_close()
 
 
 @main.group(context_settings=CONTEXT)

@@ -101,3 +101,31 @@ def plot_curves(
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     return _save(fig, path)
+
+
+def plot_bands(
+    x: Sequence[float],
+    runs: Mapping[str, Sequence[Sequence[float]]],
+    path: str | os.PathLike[str],
+    *,
+    title: str,
+    xlabel: str,
+    ylabel: str,
+) -> Path:
+    """Per entry of ``runs`` (one curve per seed), the mean over seeds as a line and the
+    band between the lowest and highest seed."""
+    fig = Figure(figsize=(7.5, 4.8))
+    ax = fig.add_subplot()
+    for name, curves in runs.items():
+        a = np.asarray(curves, dtype=float)
+        (line,) = ax.plot(x, a.mean(axis=0), marker="o" if len(x) < 12 else None, ms=3,
+                          label=f"{name} ({len(a)} seed{'s' if len(a) > 1 else ''})")
+        if len(a) > 1:
+            ax.fill_between(x, a.min(axis=0), a.max(axis=0), color=line.get_color(), alpha=0.15, linewidth=0)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.set_ylim(0, 100)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6.5, ncol=2)
+    return _save(fig, path)

@@ -88,14 +88,15 @@ def write_report(
     meta: dict[str, Any],
 ) -> list[Path]:
     """Write ``stem.md`` (title, notes, table), ``stem.csv`` (the table) and
-    ``stem.json`` (``meta`` and full ``records``) into ``out_dir``."""
+    ``stem.json`` (``meta``, the table as shown, and full ``records``) into ``out_dir``."""
     out = Path(out_dir)
     md = f"# {title}\n\n" + "".join(f"{n}\n\n" for n in notes) + markdown_table(columns, rows)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(columns)
     writer.writerows([["" if c is None else c for c in row] for row in rows])
-    payload = json.dumps({"meta": meta, "records": records}, indent=2, default=_json_default) + "\n"
+    table = {"title": title, "notes": list(notes), "columns": list(columns), "rows": [list(r) for r in rows]}
+    payload = json.dumps({"meta": meta, "table": table, "records": records}, indent=2, default=_json_default) + "\n"
     return [
         write_text_atomic(out / f"{stem}.md", md),
         write_text_atomic(out / f"{stem}.csv", buf.getvalue()),

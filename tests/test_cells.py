@@ -16,8 +16,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from robustdigits.bench import BenchConfig, ModelRef, bench_cells, load_bench, run_bench
-from robustdigits.cells import CellResult, CellSpec, CellStore
+from robustdigits.bench import BenchConfig, bench_cells, load_bench, run_bench
+from robustdigits.cells import CellResult, CellSpec, CellStore, ModelRef
 from robustdigits.cli import main
 from robustdigits.config import ModelSpec, TrainConfig
 from robustdigits.fetch import sha256_file
@@ -225,3 +225,12 @@ def test_a_cell_is_a_pure_function_of_its_spec(small_data, checkpoint, model_ref
         np.testing.assert_array_equal(a.samples[name], b.samples[name])
     assert a.samples["index"].tolist() == list(range(12)) and np.all(a.samples["target"] == (a.samples["label"] + 1)
                                                                      % 10)
+
+
+def test_a_damaged_cell_is_named_with_the_fix(tmp_path):
+    store = CellStore(tmp_path)
+    store.save(fake_result(SPEC))
+    (tmp_path / SPEC.key / "samples.npz").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match=rf"cell {tmp_path / SPEC.key} is unreadable .*; delete that folder or "
+                                         "rerun with --fresh"):
+        store.load(SPEC)

@@ -240,3 +240,53 @@ def test_ctrl_c_exits_130_and_keeps_the_last_checkpoint(runner, tmp_path, monkey
     saved = load_checkpoint(path)
     assert (saved.epoch, saved.step, saved.complete) == (1, 16, False)
     assert [p.name for p in path.parent.iterdir()] == [path.name]
+
+
+def test_report_demo_and_reproduce_refuse_bad_setups_in_one_line(runner, tmp_path, tutorial_checkpoint):
+    import socket
+
+    result = runner.invoke(main, ["report", "--reports", "nowhere"])
+    assert result.exit_code == 1 and "nowhere does not exist; run the study first ('robustdigits reproduce')" in \
+        result.output
+    result = runner.invoke(main, ["demo"])  # nothing trained in this cache
+    assert result.exit_code == 1 and "no variant is trained on embedded data yet; run 'robustdigits ablate'" in \
+        result.output
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = runner.invoke(main, ["demo", "--model", tutorial_checkpoint, "--port", str(port)])
+    assert result.exit_code == 1 and f"cannot serve on 127.0.0.1:{port}" in result.output
+    assert "pass --port 0 for a free port" in result.output
+
+
+def test_report_writes_a_page_of_what_there_is(runner, tmp_path):
+    (tmp_path / "reports").mkdir()
+    result = runner.invoke(main, ["report"])
+    assert result.exit_code == 0, result.output
+    page = (tmp_path / "reports" / "index.html").read_text()
+    assert "robustdigits: the study on one page" in page and "robustdigits robustness --out reports" in page
+    assert "http" not in page.replace("http-equiv", "")  # no external asset
+
+
+def test_reproduce_runs_every_step_in_order_and_says_once_when_it_falls_back(runner, monkeypatch):
+    from robustdigits import cli
+    from robustdigits.errors import DataError
+
+    def offline(*args, **kwargs):
+        raise DataError("no source reachable")
+
+    monkeypatch.setattr(cli, "fetch_mnist", offline)
+    calls = []
+    for name in ("ablate", "attack", "bench", "robustness", "report"):
+        monkeypatch.setattr(main.commands[name], "callback",
+                            lambda name=name, **kwargs: calls.append((name, kwargs)))
+    result = runner.invoke(main, ["reproduce", "--seeds", "2", "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    assert [c[0] for c in calls] == ["ablate", "attack", "bench", "robustness", "report"]
+    assert result.output.count("the study runs on the embedded subset") == 1
+    ablate, attack, bench, robustness, report = (c[1] for c in calls)
+    assert ablate["seeds"] == 2 and ablate["data"] == "embedded" and str(ablate["out"]) == "reports/embedded"
+    assert str(attack["out"]) == "reports/embedded/attack" and str(robustness["out"]) == "reports/embedded"
+    assert bench["overwrite"] and robustness["seeds"] == 2 and str(report["reports"]) == "reports"
+    assert "step 6 of 6: report" in result.output and "the study took" in result.output

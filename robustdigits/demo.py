@@ -1,0 +1,192 @@
+"""Draw a digit, see what a model reads, and watch the study's attack turn it into another.
+
+A page served by Python's own ``http.server`` on the loopback interface only (no extra
+dependency, works offline): the page (``demo.html``) posts the canvas as grey levels;
+the server centres it as MNIST digits are centred, answers the model's probabilities,
+and runs :class:`attacks.RegularizedGradientDescent` (from the drawing, toward the
+target) returning the iterates it passes through. Bad input (an empty canvas, an
+oversized or malformed request) is a 4xx answer whose JSON ``error`` the page shows.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional
+
+from attacks.regularized_gd import RegularizedGradientDescent
+
+from .art_bridge import make_classifier
+from .pixels import MNIST_MEAN, MNIST_STD
+
+MAX_BODY = 2_000_000  # bytes of one request: a 280×280 canvas as JSON is about 0.4 MB
+MAX_SIDE = 560  # the canvas the page sends is at most this many pixels a side
+MAX_STEPS = 2000
+FRAMES = 40  # iterates sent back for the page to play
+
+
+class BadInputError(ValueError):
+    """A request the page should explain to the user (HTTP 400 or 413)."""
+
+    def __init__(self, message: str, status: HTTPStatus = HTTPStatus.BAD_REQUEST) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def centre_digit(image: np.ndarray) -> np.ndarray:
+    """A drawn digit (H, W) grey levels in [0, 1], white on black, as MNIST's are: its
+    bounding box scaled to fit 20×20 and placed in 28×28 by its centre of mass."""
+    ink = image > 0.1
+    if not ink.any():
+        raise BadInputError("the canvas is empty: draw a digit first")
+    rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
+    box = image[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    scale = 20 / max(box.shape)
+    h, w = max(1, round(box.shape[0] * scale)), max(1, round(box.shape[1] * scale))
+    small = functional.interpolate(torch.from_numpy(box).float()[None, None], size=(h, w), mode="area")[0, 0].numpy()
+    out = np.zeros((28, 28), dtype=np.float32)
+    total = small.sum()
+    cy = (small.sum(axis=1) * np.arange(h)).sum() / total
+    cx = (small.sum(axis=0) * np.arange(w)).sum() / total
+    top = int(np.clip(round(14 - cy), 0, 28 - h))
+    left = int(np.clip(round(14 - cx), 0, 28 - w))
+    out[top:top + h, left:left + w] = small
+    return np.clip(out, 0.0, 1.0)
+
+
+def parse_image(payload: Mapping[str, Any]) -> np.ndarray:
+    """The request's ``image`` (a square list of grey levels in [0, 1]) as (H, W) float32."""
+    raw = payload.get("image")
+    if not isinstance(raw, list) or not raw:
+        raise BadInputError("the request has no image: draw a digit or drop an image file")
+    try:
+        a = np.asarray(raw, dtype=np.float32)
+    except (TypeError, ValueError) as e:
+        raise BadInputError("the image must be a list of numbers (grey levels in [0, 1])") from e
+    side = int(round(np.sqrt(a.size)))
+    if a.ndim != 1 or side * side != a.size or not 28 <= side <= MAX_SIDE:
+        raise BadInputError(f"the image must be a square of 28 to {MAX_SIDE} pixels a side, sent row by row")
+    if not np.isfinite(a).all() or a.min() < 0 or a.max() > 1:
+        raise BadInputError("the image's grey levels must be numbers in [0, 1]")
+    return a.reshape(side, side)
+
+
+@dataclass
+class Demo:
+    """The models the page can choose from (name → model on ``device``)."""
+
+    models: dict[str, nn.Module]
+    device: torch.device
+
+    def model(self, payload: Mapping[str, Any]) -> tuple[str, nn.Module]:
+        name = payload.get("model") or next(iter(self.models))
+        if name not in self.models:
+            raise BadInputError(f"unknown model {name!r}; choose one of: {', '.join(self.models)}")
+        return name, self.models[name]
+
+    def probabilities(self, model: nn.Module, x: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            z = (torch.from_numpy(x).to(self.device) - MNIST_MEAN) / MNIST_STD
+            return model(z.reshape(-1, 1, 28, 28)).softmax(1).cpu().numpy()
+
+    def predict(self, payload: Mapping[str, Any]) -> dict[str, Any]:
+        _, model = self.model(payload)
+        x = centre_digit(parse_image(payload))
+        probs = self.probabilities(model, x)[0]
+        return {"pixels": x.ravel().round(4).tolist(), "probs": probs.round(5).tolist(),
+                "predicted": int(probs.argmax())}
+
+    def attack(self, payload: Mapping[str, Any]) -> dict[str, Any]:
+        _, model = self.model(payload)
+        x = centre_digit(parse_image(payload))[None, None]
+        predicted = int(self.probabilities(model, x)[0].argmax())
+        target = payload.get("target", "next")
+        if target == "next":
+            target = (predicted + 1) % 10
+        if isinstance(target, bool) or not isinstance(target, int) or not 0 <= target <= 9:
+            raise BadInputError("the target must be a digit 0-9 or \"next\"")
+        steps = payload.get("steps", 500)
+        if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS:
+            raise BadInputError(f"steps must be a whole number from 1 to {MAX_STEPS}")
+        attack = RegularizedGradientDescent.from_normalized(make_classifier(model, self.device), mean=MNIST_MEAN,
+                                                            std=MNIST_STD, max_iter=steps, init="reference",
+                                                            early_stop=0.5)
+        seen: list[tuple[int, np.ndarray]] = [(0, x[0, 0].copy())]
+        attack.generate(x, y=np.array([target]), observe=lambda step, it: seen.append((step, it[0, 0].copy())))
+        every = max(1, -(-len(seen) // FRAMES))
+        chosen = seen[::every] + ([seen[-1]] if (len(seen) - 1) % every else [])
+        frames = []
+        for step, image in chosen:
+            probs = self.probabilities(model, image)[0]
+            frames.append({"step": step, "pixels": image.ravel().round(4).tolist(),
+                           "target_prob": float(probs[target]), "predicted": int(probs.argmax()),
+                           "l2": float(np.linalg.norm(image - x[0, 0]))})
+        return {"target": target, "start_prediction": predicted, "frames": frames,
+                "reached": frames[-1]["predicted"] == target, "steps": chosen[-1][0]}
+
+
+def page() -> bytes:
+    return resources.files("robustdigits").joinpath("demo.html").read_bytes()
+
+
+def make_server(demo: Demo, port: int = 0) -> ThreadingHTTPServer:
+    """A server on 127.0.0.1 (``port`` 0: a free one); ``server.server_port`` says which."""
+    lock = threading.Lock()  # one model computation at a time: torch threads are shared
+
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "robustdigits-demo"
+
+        def log_message(self, format: str, *args: Any) -> None:  # quiet: the CLI prints the address
+            pass
+
+        def send(self, status: HTTPStatus, body: bytes, kind: str) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def reply(self, status: HTTPStatus, obj: Any) -> None:
+            self.send(status, json.dumps(obj).encode(), "application/json")
+
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            if self.path in ("/", "/index.html"):
+                self.send(HTTPStatus.OK, page(), "text/html; charset=utf-8")
+            elif self.path == "/api/models":
+                self.reply(HTTPStatus.OK, {"models": list(demo.models)})
+            else:
+                self.reply(HTTPStatus.NOT_FOUND, {"error": f"no page {self.path}"})
+
+        def do_POST(self) -> None:  # noqa: N802
+            routes = {"/api/predict": demo.predict, "/api/attack": demo.attack}
+            if self.path not in routes:
+                self.reply(HTTPStatus.NOT_FOUND, {"error": f"no endpoint {self.path}"})
+                return
+            try:
+                length = int(self.headers.get("Content-Length") or 0)
+                if length > MAX_BODY:
+                    raise BadInputError(f"the upload is too large ({length / 1e6:.1f} MB; at most {MAX_BODY / 1e6:.0f} "
+                                   "MB): use a smaller image", HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
+                try:
+                    payload = json.loads(self.rfile.read(length) or b"null")
+                except (ValueError, UnicodeDecodeError) as e:
+                    raise BadInputError("the request is not JSON: send it from the demo page") from e
+                if not isinstance(payload, dict):
+                    raise BadInputError("the request must be a JSON object with an image")
+                with lock:
+                    self.reply(HTTPStatus.OK, routes[self.path](payload))
+            except BadInputError as e:
+                self.reply(e.status, {"error": str(e)})
+
+    return ThreadingHTTPServer(("127.0.0.1", port), Handler)

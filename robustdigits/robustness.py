@@ -1,0 +1,416 @@
+"""Does momentum, dropout or batch-norm change robustness? The ablation's variants, attacked.
+
+Per variant and seed (the ablation's checkpoints), over the first ``n`` test images, as
+cells (:mod:`robustdigits.cells`, so the grid resumes and runs on Ray):
+
+- clean accuracy;
+- untargeted PGD (L∞) at each ε, ``pgd_steps`` steps of 2.5·ε/``pgd_steps`` from
+  ``pgd_restarts`` random start(s): robust accuracy;
+- the study's attack toward the next digit (from the image, stop at target probability
+  0.5, keep the closest success): success rate and median L2;
+- minimum-norm: per image of a stratified ``n_slow`` subset, the smallest L2 of a
+  misclassifying example over the study's attack (keep-best), C&W-L2 and DeepFool
+  (both untargeted); 0 where the clean image is already misclassified.
+
+Adversarially trained rows (the textbook network with momentum, the study's optimizer and
+3 epochs): PGD adversarial training (ART's ``AdversarialTrainerMadryPGD``, ε = 0.3),
+the study's attack untargeted (ART's ``AdversarialTrainer``) and toward the next digit
+(:func:`robustdigits.adversarial.targeted_adversarial_fit`; ART refuses targeted attacks).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from art.defences.trainer import AdversarialTrainer, AdversarialTrainerMadryPGD
+from art.estimators.classification import PyTorchClassifier
+from torch import nn
+
+from attacks.regularized_gd import RegularizedGradientDescent
+
+from .adversarial import targeted_adversarial_fit
+from .cells import CellResult, CellSpec, CellStore, ModelRef
+from .checkpoints import Checkpoint, checkpoint_path, load_checkpoint, save_checkpoint
+from .checks import check_choice, check_int, check_number
+from .config import ModelSpec, TrainConfig
+from .datasets import MNISTData
+from .evaluation import evaluate
+from .grid import run_grid
+from .loader import TensorLoader
+from .pixels import MNIST_MEAN, MNIST_STD, to_pixels
+from .plots import plot_bands
+from .reports import machine_info, machine_line, write_report
+from .scoring import wilson_interval
+from .variants import VARIANTS
+
+ADVERSARIAL = ("adv-pgd", "adv-rgd-untargeted", "adv-rgd-next-digit")
+ADVERSARIAL_LABELS = {
+    "adv-pgd": "PGD adversarial training (ART AdversarialTrainerMadryPGD, ε = 0.3)",
+    "adv-rgd-untargeted": "trained against the study's attack, untargeted (ART AdversarialTrainer)",
+    "adv-rgd-next-digit": "trained against the study's attack, next digit (our targeted trainer)",
+}
+ANCHOR = ("Anchor: a PGD-trained MNIST network holds 88.5-89.6% robust accuracy at ε = 0.3 (Madry et al.; "
+          "AutoAttack's table), with a larger network and far longer training than the study's 3 epochs.")
+
+
+@dataclass(frozen=True)
+class RobustnessConfig:
+    n: int = 1000  # the first n test images
+    n_slow: int = 100  # the minimum-norm attacks run on a stratified subset of this many
+    seeds: int = 3  # the ablation's seeds 1..seeds per variant
+    eps: tuple[float, ...] = (0.1, 0.2, 0.3)  # PGD L∞ budgets (pixels)
+    pgd_steps: int = 40
+    pgd_restarts: int = 1  # random starts (ART's num_random_init)
+    rgd_steps: int = 200  # the study's attack: at most this many steps
+    cw_steps: int = 10
+    cw_search: int = 3
+    deepfool_steps: int = 50
+    batch_size: int = 128
+    adversarial: tuple[str, ...] = ADVERSARIAL  # adversarially trained rows (seed 1 each)
+    adv_epochs: int = 3  # the study's budget: 3 epochs
+    adv_eps: float = 0.3  # PGD adversarial training's L∞ budget (pixels)
+    adv_pgd_steps: int = 7  # PGD steps inside adversarial training (ART's default), of 2.5·ε/steps
+    adv_rgd_steps: int = 10  # the study's attack inside adversarial training (η = 1, λ = 0.05)
+    l2_budgets: tuple[float, ...] = tuple(round(0.1 * k, 1) for k in range(41))  # 0 to 4 in pixel L2
+
+    def __post_init__(self) -> None:
+        check_int("n", self.n, 1)
+        check_int("n_slow", self.n_slow, 1)
+        check_int("seeds", self.seeds, 1)
+        for e in self.eps:
+            check_number("eps", e, 0.0, 1.0, low_open=True)
+        check_int("pgd_steps", self.pgd_steps, 1)
+        check_int("pgd_restarts", self.pgd_restarts, 0)
+        check_int("rgd_steps", self.rgd_steps, 1)
+        for name in self.adversarial:
+            check_choice("adversarial", name, ADVERSARIAL)
+
+
+def cell_specs(model: ModelRef, data: MNISTData, config: RobustnessConfig) -> dict[str, CellSpec]:
+    """The cells of one model (``model.name`` its row, ``model.info["seed"]`` its seed), by
+    role: clean, pgd@ε, rgd, cw, deepfool."""
+    n = min(config.n, data.info.n_test)
+    every, slow = f"first:{n}", f"stratified:{min(config.n_slow, n)}:{n}"
+    base = {"batch_size": config.batch_size, "seed": 0}
+
+    def spec(attack: str, params: dict[str, Any], selection: str) -> CellSpec:
+        return CellSpec(data_sha256=data.info.sha256, data_name=data.info.name, model=model.name,
+                        model_sha256=model.sha256, attack=attack, params={**base, **params}, selection=selection,
+                        model_info={"row": model.name, "seed": model.info["seed"]}, checkpoint=model.checkpoint)
+
+    cells = {"clean": spec("clean", {"targeted": False, "target": None}, every)}
+    for e in config.eps:
+        cells[f"pgd@{e:g}"] = spec("pgd", {"targeted": False, "target": None, "eps": e,
+                                           "eps_step": 2.5 * e / config.pgd_steps, "steps": config.pgd_steps,
+                                           "restarts": config.pgd_restarts}, every)
+    cells["rgd"] = spec("rgd", {"targeted": True, "target": "next-digit", "steps": config.rgd_steps, "eta": 0.1,
+                                "lam": 0.05, "early_stop": 0.5, "keep_best": True}, every)
+    cells["cw"] = spec("cw", {"targeted": False, "target": None, "steps": config.cw_steps, "search": config.cw_search,
+                              "const": 10.0, "learning_rate": 0.1}, slow)
+    cells["deepfool"] = spec("deepfool", {"targeted": False, "target": None, "steps": config.deepfool_steps}, slow)
+    return cells
+
+
+# --- per-model measures, from the cells' per-sample results ----------------------------------------------
+
+
+def min_l2(cells: dict[str, CellResult]) -> np.ndarray:
+    """Per image of the minimum-norm subset, the smallest L2 of a misclassifying example
+    over the study's attack, C&W and DeepFool (0: already misclassified; inf: none found)."""
+    cw, df, rgd = cells["cw"].samples, cells["deepfool"].samples, cells["rgd"].samples
+    position = {int(i): k for k, i in enumerate(rgd["index"])}
+    rows = [position[int(i)] for i in cw["index"]]
+    candidates = np.stack([
+        np.where(rgd["adv_pred"][rows] != rgd["label"][rows], rgd["l2"][rows], np.inf),
+        np.where(cw["adv_pred"] != cw["label"], cw["l2"], np.inf),
+        np.where(df["adv_pred"] != df["label"], df["l2"], np.inf),
+    ])
+    best = candidates.min(axis=0)
+    return np.where(cw["clean_pred"] != cw["label"], 0.0, best)
+
+
+def l2_curve(distances: np.ndarray, budgets: Sequence[float]) -> list[float]:
+    """Robust accuracy (%) at each L2 budget: images whose smallest adversarial is farther."""
+    return [100.0 * float(np.mean(distances > b)) for b in budgets]
+
+
+@dataclass
+class ModelMeasures:
+    clean: float
+    pgd: dict[float, float]  # ε -> robust accuracy (%)
+    rgd_success: float
+    rgd_median_l2: float | None  # over successes
+    min_l2: np.ndarray  # per image of the minimum-norm subset
+    counts: dict[str, tuple[int, int]]  # measure -> (hits, n), for pooled Wilson intervals
+
+
+def measure(cells: dict[str, CellResult], config: RobustnessConfig) -> ModelMeasures:
+    counts = {}
+    clean = cells["clean"].samples
+    counts["clean"] = (int(np.sum(clean["adv_pred"] == clean["label"])), len(clean["label"]))
+    pgd = {}
+    for e in config.eps:
+        s = cells[f"pgd@{e:g}"].samples
+        hits = int(np.sum(s["adv_pred"] == s["label"]))
+        counts[f"pgd@{e:g}"] = (hits, len(s["label"]))
+        pgd[e] = 100.0 * hits / len(s["label"])
+    r = cells["rgd"].samples
+    counts["rgd"] = (int(np.sum(r["success"])), len(r["success"]))
+    med = float(np.median(r["l2"][r["success"]])) if r["success"].any() else None
+    return ModelMeasures(100.0 * counts["clean"][0] / counts["clean"][1], pgd,
+                         100.0 * counts["rgd"][0] / counts["rgd"][1], med, min_l2(cells), counts)
+
+
+# --- the table -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RowResult:
+    row: str
+    label: str
+    seeds: list[int]
+    measures: list[ModelMeasures] = field(default_factory=list)
+
+    def stat(self, f: Callable[[ModelMeasures], float | None]) -> tuple[float | None, float | None]:
+        values = [v for v in (f(m) for m in self.measures) if v is not None]
+        if not values:
+            return None, None
+        return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
+
+    def pooled(self, key: str) -> tuple[float, float]:
+        """95% Wilson interval of a rate pooled over seeds (all images of all seeds)."""
+        hits = sum(m.counts[key][0] for m in self.measures)
+        n = sum(m.counts[key][1] for m in self.measures)
+        return wilson_interval(hits, n)
+
+
+def columns(config: RobustnessConfig) -> list[str]:
+    cols = ["model", "seeds", "n", "clean acc. (%)", "± std", "95% CI"]
+    for e in config.eps:
+        cols += [f"PGD ε={e:g} robust acc. (%)", "± std", "95% CI"]
+    cols += ["next-digit attack success (%)", "± std", "95% CI", "its median L2", "median min-norm L2",
+             "min-norm n"]
+    return cols
+
+
+def _ci(interval: tuple[float, float]) -> str:
+    return f"{interval[0]:.1f}–{interval[1]:.1f}"
+
+
+def _pgd_at(eps: float) -> Callable[[ModelMeasures], float | None]:
+    return lambda m: m.pgd[eps]
+
+
+def table_rows(rows: Sequence[RowResult], config: RobustnessConfig) -> list[list[Any]]:
+    out = []
+    for r in rows:
+        line: list[Any] = [r.row, len(r.seeds), r.measures[0].counts["clean"][1]]
+        line += [*r.stat(lambda m: m.clean), _ci(r.pooled("clean"))]
+        for e in config.eps:
+            line += [*r.stat(_pgd_at(e)), _ci(r.pooled(f"pgd@{e:g}"))]
+        line += [*r.stat(lambda m: m.rgd_success), _ci(r.pooled("rgd")), r.stat(lambda m: m.rgd_median_l2)[0]]
+        median = float(np.median(np.concatenate([m.min_l2 for m in r.measures])))
+        line += [None if np.isinf(median) else median, len(r.measures[0].min_l2)]
+        out.append(line)
+    return out
+
+
+def sanity_checks(rows: Sequence[RowResult], config: RobustnessConfig) -> list[str]:
+    """AutoAttack's habit: what would betray a broken setting. Empty when all hold."""
+    problems = []
+    for r in rows:
+        for seed, m in zip(r.seeds, r.measures):
+            where = f"{r.row} seed {seed}"
+            for e in config.eps:
+                if m.pgd[e] > m.clean + 1e-9:
+                    problems.append(f"{where}: PGD ε={e:g} robust accuracy {m.pgd[e]:.1f}% above clean {m.clean:.1f}%")
+            for a, b in zip(config.eps, config.eps[1:]):
+                if m.pgd[b] > m.pgd[a] + 1e-9:
+                    problems.append(f"{where}: PGD at ε={b:g} ({m.pgd[b]:.1f}%) better than at ε={a:g} "
+                                    f"({m.pgd[a]:.1f}%)")
+            if m.rgd_success == 0 and m.pgd[config.eps[-1]] < 50:
+                problems.append(f"{where}: the study's attack succeeds on 0% of a non-robust model (PGD leaves "
+                                f"{m.pgd[config.eps[-1]]:.1f}%): a likely broken setting")
+            if m.pgd[config.eps[-1]] == m.clean and m.clean > 0:
+                problems.append(f"{where}: PGD at ε={config.eps[-1]:g} changes no prediction: a likely broken "
+                                "setting (or gradient masking)")
+    return problems
+
+
+# --- adversarial training --------------------------------------------------------------------------------
+
+
+def adversarial_checkpoint(row: str, data: MNISTData, root: str | os.PathLike[str], config: RobustnessConfig,
+                           *, device: torch.device, seed: int = 1,
+                           announce: Callable[[str, Path], None] | None = None,
+                           progress: Callable[[int, int], None] | None = None) -> Checkpoint:
+    """The textbook network with momentum, adversarially trained as ``row`` says (cached
+    in the checkpoint folder like the ablation's variants; trained first when missing)."""
+    path = checkpoint_path(root, data.info, row, seed)
+    if path.is_file():
+        return load_checkpoint(path)
+    if announce:
+        announce(row, path.absolute())
+    spec = ModelSpec("textbook")
+    train_config = TrainConfig(epochs=config.adv_epochs, momentum=0.5, seed=seed)
+    torch.manual_seed(seed)
+    np.random.seed(seed)  # ART's trainers shuffle with NumPy's global generator
+    model = spec.build().to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=train_config.lr, momentum=train_config.momentum)
+    classifier = PyTorchClassifier(model, loss=nn.CrossEntropyLoss(), optimizer=optimizer, input_shape=(1, 28, 28),
+                                   nb_classes=10, clip_values=(0.0, 1.0), preprocessing=(MNIST_MEAN, MNIST_STD),
+                                   device_type="gpu" if device.type == "cuda" else "cpu")
+    x, y = to_pixels(data.train_images), data.train_labels.numpy()
+    batches = config.adv_epochs * -(-len(x) // train_config.batch_size)
+    done = [0]
+
+    def tick(k: int) -> None:
+        done[0] += k
+        if progress:
+            progress(done[0], batches)
+
+    if row == "adv-pgd":
+        trainer = AdversarialTrainerMadryPGD(classifier, nb_epochs=config.adv_epochs,
+                                             batch_size=train_config.batch_size, eps=config.adv_eps,
+                                             eps_step=2.5 * config.adv_eps / config.adv_pgd_steps,
+                                             max_iter=config.adv_pgd_steps, num_random_init=1)
+        _count_batches(classifier, tick)
+        trainer.fit(x, y)
+    else:
+        attack = RegularizedGradientDescent.from_normalized(
+            classifier, mean=MNIST_MEAN, std=MNIST_STD, learning_rate=1.0, max_iter=config.adv_rgd_steps,
+            init="reference", targeted=row == "adv-rgd-next-digit", batch_size=train_config.batch_size)
+        if row == "adv-rgd-untargeted":
+            _count_batches(classifier, tick)
+            AdversarialTrainer(classifier, attacks=attack, ratio=0.5).fit(x, y, nb_epochs=config.adv_epochs,
+                                                                         batch_size=train_config.batch_size)
+        else:
+            targeted_adversarial_fit(classifier, attack, x, y, nb_epochs=config.adv_epochs,
+                                     batch_size=train_config.batch_size, ratio=0.5, seed=seed, progress=tick)
+    model.eval()
+    loader = TensorLoader(data.test_images, data.test_labels, batch_size=1000, shuffle=False, device=device)
+    final = evaluate(model, loader)
+    metrics: dict[str, list[Any]] = {"test_epoch": [config.adv_epochs], "test_step": [batches],
+                                     "test_accuracy": [final.accuracy], "test_loss": [final.loss],
+                                     "adversarial_training": [ADVERSARIAL_LABELS[row]]}
+    save_checkpoint(path, model_spec=spec, train_config=train_config, dataset=data.info, model=model,
+                    optimizer=optimizer, metrics=metrics, epoch=config.adv_epochs, step=batches, complete=True)
+    return load_checkpoint(path)
+
+
+def _count_batches(classifier: Any, tick: Callable[[int], None]) -> None:
+    """Progress for ART's trainers, which fit one batch at a time: count those fits."""
+    fit = classifier.fit
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        out = fit(*args, **kwargs)
+        tick(1)
+        return out
+
+    classifier.fit = counted
+
+
+# --- the report ------------------------------------------------------------------------------------------
+
+
+def row_label(row: str) -> str:
+    for v in VARIANTS:
+        if v.name == row:
+            return v.label
+    return ADVERSARIAL_LABELS[row]
+
+
+def write_robustness_report(rows: Sequence[RowResult], config: RobustnessConfig, data: MNISTData,
+                            out_dir: str | os.PathLike[str], device: torch.device, *, seconds: dict[str, Any],
+                            settings: dict[str, Any] | None = None) -> tuple[list[Path], list[str]]:
+    """``robustness.md/.csv/.json`` and the two curves' PNGs; returns the paths and the
+    sanity-check problems (also written into the report)."""
+    machine = machine_info(device)
+    n = min(config.n, data.info.n_test)
+    problems = sanity_checks(rows, config)
+    notes = [
+        f"Dataset: {data.info.short}; the first {n:,} test images (column n), per seed. Variants: the ablation's "
+        f"checkpoints, seeds 1-{config.seeds} (mean ± sample std over seeds); adversarially trained rows: seed 1. "
+        "95% CI: the Wilson interval of the rate pooled over all seeds' images.",
+        f"PGD: untargeted L∞, {config.pgd_steps} steps of 2.5·ε/{config.pgd_steps}, {config.pgd_restarts} random "
+        f"start(s) (ART's num_random_init). The study's attack: toward the next digit, from the image, at most "
+        f"{config.rgd_steps} steps of its η = 0.1, λ = 0.05, stopping at target probability 0.5 and keeping the "
+        "closest success; median L2 over its successes.",
+        f"Minimum norm: on a stratified {min(config.n_slow, n)} of the images, per image the smallest L2 of a "
+        "misclassifying example over the study's attack (keep-best), C&W-L2 (untargeted, 3 × 10 iterations) and "
+        "DeepFool (0 where the clean image is misclassified; the median over all seeds' images).",
+        f"Adversarial training: the textbook network with momentum 0.5, SGD lr 0.01, batch 64, {config.adv_epochs} "
+        f"epochs; PGD with ε = {config.adv_eps:g}, {config.adv_pgd_steps} steps of 2.5·ε/{config.adv_pgd_steps}, 1 "
+        "random start, every image adversarial; "
+        f"the study's attack with {config.adv_rgd_steps} steps of η = 1, λ = 0.05 from the image on half of each "
+        "batch. " + ANCHOR,
+        f"Machine: {machine_line(machine)}. Wall time of this run: "
+        + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items() if isinstance(v, float)) + ".",
+        "Sanity checks (robust accuracy never above clean, PGD never better at a larger ε, no attack at 0% on a "
+        "non-robust model, PGD changing something): " + ("all hold." if not problems else "; ".join(problems)),
+    ]
+    records = []
+    for r in rows:
+        records.append({
+            "model": r.row, "label": r.label, "seeds": r.seeds,
+            "clean_accuracy": [m.clean for m in r.measures],
+            "pgd_robust_accuracy": {f"{e:g}": [m.pgd[e] for m in r.measures] for e in config.eps},
+            "rgd_success": [m.rgd_success for m in r.measures],
+            "rgd_median_l2": [m.rgd_median_l2 for m in r.measures],
+            "min_l2": [[None if np.isinf(d) else float(d) for d in m.min_l2] for m in r.measures],  # None: none found
+            "ci95": {k: list(r.pooled(k)) for k in r.measures[0].counts},
+            "l2_curve": [l2_curve(m.min_l2, config.l2_budgets) for m in r.measures],
+        })
+    meta = {"settings": settings, "dataset": dataclasses.asdict(data.info),
+            "config": dataclasses.asdict(config), "machine": machine, "seconds": seconds,
+            "sanity_problems": problems, "anchor": ANCHOR}
+    paths = write_report(out_dir, "robustness", title="Robustness of the study's variants", notes=notes,
+                         columns=columns(config), rows=table_rows(rows, config), records=records, meta=meta)
+    l2 = {r.row: [l2_curve(m.min_l2, config.l2_budgets) for m in r.measures] for r in rows}
+    linf = {r.row: [[m.clean] + [m.pgd[e] for e in config.eps] for m in r.measures] for r in rows}
+    paths.append(plot_bands(config.l2_budgets, l2, Path(out_dir) / "robustness_l2.png",
+                            title=f"Minimum-norm robustness ({min(config.n_slow, n)} images per seed)",
+                            xlabel="L2 budget (pixels)", ylabel="robust accuracy (%)"))
+    paths.append(plot_bands((0.0, *config.eps), linf, Path(out_dir) / "robustness_linf.png",
+                            title=f"PGD robustness ({n:,} images per seed)", xlabel="ε (L∞, pixels)",
+                            ylabel="robust accuracy (%)"))
+    return paths, problems
+
+
+def run_robustness(models: Sequence[ModelRef], data: MNISTData, config: RobustnessConfig, store: CellStore, *,
+                   device: torch.device, executor: str = "local", address: str | None = None, fresh: bool = False,
+                   done: Callable[[CellSpec, bool], None] | None = None
+                   ) -> tuple[list[RowResult], list[CellResult]]:
+    """Every model's cells (those ``store`` lacks are computed), then the rows, in the
+    order the models come, a row per ``ModelRef.name`` with its seeds."""
+    specs = [cell_specs(m, data, config) for m in models]
+    flat = [s for d in specs for s in d.values()]
+    results = run_grid(flat, store, data.test_images.numpy(), data.test_labels.numpy(), device=device,
+                       executor=executor, address=address, fresh=fresh, done=done)
+    by_key = {r.spec.key: r for r in results}
+    rows: dict[str, RowResult] = {}
+    for m, cells in zip(models, specs):
+        row = rows.setdefault(m.name, RowResult(m.name, row_label(m.name), []))
+        row.seeds.append(m.info["seed"])
+        row.measures.append(measure({role: by_key[s.key] for role, s in cells.items()}, config))
+    return list(rows.values()), results
+
+
+def cell_seconds(results: Sequence[CellResult]) -> dict[str, dict[str, float]]:
+    """Per attack: cells, total and mean seconds (each as measured when the cell ran)."""
+    out: dict[str, dict[str, float]] = {}
+    for r in results:
+        d = out.setdefault(r.spec.attack, {"cells": 0, "seconds": 0.0})
+        d["cells"] += 1
+        d["seconds"] += r.seconds
+    for d in out.values():
+        d["mean_seconds"] = d["seconds"] / d["cells"]
+    return out
