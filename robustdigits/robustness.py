@@ -20,10 +20,12 @@ the study's attack untargeted (ART's ``AdversarialTrainer``) and toward the next
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import os
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -283,15 +285,17 @@ def adversarial_checkpoint(row: str, data: MNISTData, root: str | os.PathLike[st
                                              eps_step=2.5 * config.adv_eps / config.adv_pgd_steps,
                                              max_iter=config.adv_pgd_steps, num_random_init=1)
         _count_batches(classifier, tick)
-        trainer.fit(x, y)
+        with _quiet_art():
+            trainer.fit(x, y)
     else:
         attack = RegularizedGradientDescent.from_normalized(
             classifier, mean=MNIST_MEAN, std=MNIST_STD, learning_rate=1.0, max_iter=config.adv_rgd_steps,
             init="reference", targeted=row == "adv-rgd-next-digit", batch_size=train_config.batch_size)
         if row == "adv-rgd-untargeted":
             _count_batches(classifier, tick)
-            AdversarialTrainer(classifier, attacks=attack, ratio=0.5).fit(x, y, nb_epochs=config.adv_epochs,
-                                                                         batch_size=train_config.batch_size)
+            with _quiet_art():
+                AdversarialTrainer(classifier, attacks=attack, ratio=0.5).fit(x, y, nb_epochs=config.adv_epochs,
+                                                                             batch_size=train_config.batch_size)
         else:
             targeted_adversarial_fit(classifier, attack, x, y, nb_epochs=config.adv_epochs,
                                      batch_size=train_config.batch_size, ratio=0.5, seed=seed, progress=tick)
@@ -304,6 +308,14 @@ def adversarial_checkpoint(row: str, data: MNISTData, root: str | os.PathLike[st
     save_checkpoint(path, model_spec=spec, train_config=train_config, dataset=data.info, model=model,
                     optimizer=optimizer, metrics=metrics, epoch=config.adv_epochs, step=batches, complete=True)
     return load_checkpoint(path)
+
+
+@contextlib.contextmanager
+def _quiet_art() -> Iterator[None]:
+    """ART's trainers draw tqdm bars on stderr; the library stays silent (progress goes
+    through our callback). Logging keeps its own stream, and exceptions still propagate."""
+    with contextlib.redirect_stderr(io.StringIO()):
+        yield
 
 
 def _count_batches(classifier: Any, tick: Callable[[int], None]) -> None:
