@@ -296,6 +296,23 @@ def grid_model(ref: str, data: MNISTData, checkpoints: Path, device: torch.devic
     return ModelRef(model_tag(ref), str(path), sha256_file(path), info)
 
 
+def output_options(out_help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """--out (helped by ``out_help``), --overwrite and --checkpoints, shared by the commands that
+    write results of variants."""
+
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        options = [
+            click.option("--out", type=click.Path(path_type=Path), default=None, help=out_help),
+            click.option("--overwrite", is_flag=True, help="Let --out replace results of a run with other settings."),
+            click.option("--checkpoints", type=click.Path(path_type=Path), default=None, help=CHECKPOINTS_HELP),
+        ]
+        for option in reversed(options):
+            func = option(func)
+        return func
+
+    return decorate
+
+
 def grid_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """--cells, --fresh, --executor and --address, shared by the commands that run cells."""
     options = [
@@ -447,11 +464,8 @@ def ablation_folder(config: AblationConfig, chosen: Sequence[Variant]) -> str:
               help="Train each variant with seeds 1..N and report mean ± std.")
 @click.option("--variants", default="all", show_default=True,
               help=f"Comma-separated variant names, or all: {', '.join(VARIANT_NAMES)}.")
-@click.option("--out", type=click.Path(path_type=Path), default=None,
-              help="Report folder  [default: reports/runs/<dataset>/ablation[-<settings>], e.g. "
-                   "reports/runs/embedded/ablation]")
-@click.option("--overwrite", is_flag=True, help="Let --out replace a report of a run with other settings.")
-@click.option("--checkpoints", type=click.Path(path_type=Path), default=None, help=CHECKPOINTS_HELP)
+@output_options("Report folder  [default: reports/runs/<dataset>/ablation[-<settings>], e.g. "
+                "reports/runs/embedded/ablation]")
 @click.option("--fresh", is_flag=True,
               help="Retrain even where a finished checkpoint exists (it is replaced only when the new one is done).")
 @data_options
@@ -535,10 +549,7 @@ def ablate(budget: str, epochs: int, seeds: int, variants: str, out: Path | None
 @click.option("--early-stop", type=click.FloatRange(0, 1, min_open=True), default=None,
               help="Stop a sample once its target probability reaches this.")
 @click.option("--keep-best", is_flag=True, help="Return the successful iterate closest to the reference.")
-@click.option("--out", type=click.Path(path_type=Path), default=None,
-              help="Results go to OUT/<model>/  [default: reports/runs/<dataset>/attack/<model>/<settings>]")
-@click.option("--overwrite", is_flag=True, help="Let --out replace results of a run with other settings.")
-@click.option("--checkpoints", type=click.Path(path_type=Path), default=None, help=CHECKPOINTS_HELP)
+@output_options("Results go to OUT/<model>/  [default: reports/runs/<dataset>/attack/<model>/<settings>]")
 @data_options
 @handle_errors
 def attack(model_ref: str, target: str, steps: int, eta: float, lam: float, init: str, per_class: int, seed: int,
@@ -598,10 +609,7 @@ def attack(model_ref: str, target: str, steps: int, eta: float, lam: float, init
               help="L∞ budget of FGSM and PGD (pixels, 0 < ε <= 1).")
 @click.option("--rgd-steps", type=click.IntRange(min=1), default=200, show_default=True,
               help="Most steps of our attack (it stops a sample at target probability 0.5).")
-@click.option("--out", type=click.Path(path_type=Path), default=None,
-              help="Report folder  [default: reports/runs/<dataset>/bench-<settings>]")
-@click.option("--overwrite", is_flag=True, help="Let --out replace a report of a run with other settings.")
-@click.option("--checkpoints", type=click.Path(path_type=Path), default=None, help=CHECKPOINTS_HELP)
+@output_options("Report folder  [default: reports/runs/<dataset>/bench-<settings>]")
 @grid_options
 @data_options
 @handle_errors
@@ -683,10 +691,7 @@ def robustness_models(chosen: Sequence[Variant], data: MNISTData, config: Robust
               help="C&W and DeepFool (the minimum-norm attacks besides ours) on a stratified subset of this many.")
 @click.option("--adversarial", default=",".join(ADVERSARIAL), show_default=True,
               help="Adversarially trained rows (seed 1), comma-separated, or none.")
-@click.option("--out", type=click.Path(path_type=Path), default=None,
-              help="Report folder  [default: reports/runs/<dataset>/robustness-<settings>]")
-@click.option("--overwrite", is_flag=True, help="Let --out replace a report of a run with other settings.")
-@click.option("--checkpoints", type=click.Path(path_type=Path), default=None, help=CHECKPOINTS_HELP)
+@output_options("Report folder  [default: reports/runs/<dataset>/robustness-<settings>]")
 @grid_options
 @data_options
 @handle_errors

@@ -88,28 +88,32 @@ class Demo:
     models: dict[str, nn.Module]
     device: torch.device
 
-    def model(self, payload: Mapping[str, Any]) -> tuple[str, nn.Module]:
+    def __post_init__(self) -> None:
+        self.classifiers = {name: make_classifier(m, self.device) for name, m in self.models.items()}
+
+    def classifier(self, payload: Mapping[str, Any]) -> Any:
         name = payload.get("model") or next(iter(self.models))
         if name not in self.models:
             raise BadInputError(f"unknown model {name!r}; choose one of: {', '.join(self.models)}")
-        return name, self.models[name]
+        return self.classifiers[name]
 
-    def probabilities(self, model: nn.Module, x: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            z = (torch.from_numpy(x).to(self.device) - MNIST_MEAN) / MNIST_STD
-            return model(z.reshape(-1, 1, 28, 28)).softmax(1).cpu().numpy()
+    @staticmethod
+    def probabilities(classifier: Any, x: np.ndarray) -> np.ndarray:
+        """Class probabilities (N, 10) of pixels ``x`` (…, 28, 28)."""
+        logits = classifier.predict(np.asarray(x, dtype=np.float32).reshape(-1, 1, 28, 28))
+        return torch.from_numpy(logits).softmax(1).numpy()
 
     def predict(self, payload: Mapping[str, Any]) -> dict[str, Any]:
-        _, model = self.model(payload)
+        classifier = self.classifier(payload)
         x = centre_digit(parse_image(payload))
-        probs = self.probabilities(model, x)[0]
+        probs = self.probabilities(classifier, x)[0]
         return {"pixels": x.ravel().round(4).tolist(), "probs": probs.round(5).tolist(),
                 "predicted": int(probs.argmax())}
 
     def attack(self, payload: Mapping[str, Any]) -> dict[str, Any]:
-        _, model = self.model(payload)
+        classifier = self.classifier(payload)
         x = centre_digit(parse_image(payload))[None, None]
-        predicted = int(self.probabilities(model, x)[0].argmax())
+        predicted = int(self.probabilities(classifier, x)[0].argmax())
         target = payload.get("target", "next")
         if target == "next":
             target = (predicted + 1) % 10
@@ -118,19 +122,18 @@ class Demo:
         steps = payload.get("steps", 500)
         if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS:
             raise BadInputError(f"steps must be a whole number from 1 to {MAX_STEPS}")
-        attack = RegularizedGradientDescent.from_normalized(make_classifier(model, self.device), mean=MNIST_MEAN,
-                                                            std=MNIST_STD, max_iter=steps, init="reference",
-                                                            early_stop=0.5)
+        attack = RegularizedGradientDescent.from_normalized(classifier, mean=MNIST_MEAN, std=MNIST_STD,
+                                                            max_iter=steps, init="reference", early_stop=0.5)
         seen: list[tuple[int, np.ndarray]] = [(0, x[0, 0].copy())]
         attack.generate(x, y=np.array([target]), observe=lambda step, it: seen.append((step, it[0, 0].copy())))
         every = max(1, -(-len(seen) // FRAMES))
         chosen = seen[::every] + ([seen[-1]] if (len(seen) - 1) % every else [])
-        frames = []
-        for step, image in chosen:
-            probs = self.probabilities(model, image)[0]
-            frames.append({"step": step, "pixels": image.ravel().round(4).tolist(),
-                           "target_prob": float(probs[target]), "predicted": int(probs.argmax()),
-                           "l2": float(np.linalg.norm(image - x[0, 0]))})
+        images = np.stack([image for _, image in chosen])
+        probs = self.probabilities(classifier, images)  # every frame in one batch
+        l2 = np.linalg.norm((images - x[0, 0]).reshape(len(images), -1), axis=1)
+        frames = [{"step": step, "pixels": image.ravel().round(4).tolist(), "target_prob": float(p[target]),
+                   "predicted": int(p.argmax()), "l2": float(d)}
+                  for (step, image), p, d in zip(chosen, probs, l2)]
         return {"target": target, "start_prediction": predicted, "frames": frames,
                 "reached": frames[-1]["predicted"] == target, "steps": chosen[-1][0]}
 

@@ -33,12 +33,11 @@ from typing import Any
 import numpy as np
 import torch
 from art.defences.trainer import AdversarialTrainer, AdversarialTrainerMadryPGD
-from art.estimators.classification import PyTorchClassifier
-from torch import nn
 
 from attacks.regularized_gd import RegularizedGradientDescent
 
 from .adversarial import targeted_adversarial_fit
+from .art_bridge import make_classifier
 from .cells import CellResult, CellSpec, CellStore, ModelRef
 from .checkpoints import Checkpoint, checkpoint_path, load_checkpoint, save_checkpoint
 from .checks import check_choice, check_int, check_number
@@ -267,9 +266,7 @@ def adversarial_checkpoint(row: str, data: MNISTData, root: str | os.PathLike[st
     np.random.seed(seed)  # ART's trainers shuffle with NumPy's global generator
     model = spec.build().to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=train_config.lr, momentum=train_config.momentum)
-    classifier = PyTorchClassifier(model, loss=nn.CrossEntropyLoss(), optimizer=optimizer, input_shape=(1, 28, 28),
-                                   nb_classes=10, clip_values=(0.0, 1.0), preprocessing=(MNIST_MEAN, MNIST_STD),
-                                   device_type="gpu" if device.type == "cuda" else "cpu")
+    classifier = make_classifier(model, device, optimizer)
     x, y = to_pixels(data.train_images), data.train_labels.numpy()
     batches = config.adv_epochs * -(-len(x) // train_config.batch_size)
     done = [0]

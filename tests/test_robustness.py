@@ -19,7 +19,7 @@ from robustdigits.cells import CellResult, CellStore, ModelRef
 from robustdigits.config import ModelSpec, TrainConfig
 from robustdigits.datasets import MNISTData
 from robustdigits.fetch import sha256_file
-from robustdigits.pixels import MNIST_MEAN, MNIST_STD, to_pixels
+from robustdigits.pixels import to_pixels
 from robustdigits.robustness import (
     ModelMeasures,
     RobustnessConfig,
@@ -142,9 +142,7 @@ def test_pgd_adversarial_training_raises_robust_accuracy(tmp_path, data):
 
 
 def art_classifier(model: nn.Module) -> PyTorchClassifier:
-    return PyTorchClassifier(model, loss=nn.CrossEntropyLoss(), input_shape=(1, 28, 28), nb_classes=10,
-                             clip_values=(0.0, 1.0), preprocessing=(MNIST_MEAN, MNIST_STD),
-                             optimizer=torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.5))
+    return make_classifier(model, CPU, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.5))
 
 
 def test_our_trainer_takes_the_targeted_attack_art_refuses(small_data):
