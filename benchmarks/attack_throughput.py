@@ -17,15 +17,15 @@ import numpy as np
 import torch
 from art.attacks.evasion import ProjectedGradientDescent
 from common import parse
+from robustdigits.attacks.regularized_gd import RegularizedGradientDescent
 
-from attacks.regularized_gd import RegularizedGradientDescent
 from robustdigits.art_bridge import make_classifier
 from robustdigits.checkpoints import load_checkpoint
 from robustdigits.config import ModelSpec, TrainConfig
-from robustdigits.datasets import load_embedded
-from robustdigits.experiment import first_per_class
-from robustdigits.pixels import MNIST_MEAN, MNIST_STD, to_pixels
-from robustdigits.reports import machine_info, machine_line
+from robustdigits.data.datasets import load_embedded
+from robustdigits.data.pixels import MNIST_MEAN, MNIST_STD, to_pixels
+from robustdigits.report.tables import machine_info, machine_line
+from robustdigits.studies.experiment import first_per_class
 from robustdigits.study_loop import study_attack
 from robustdigits.training import train
 

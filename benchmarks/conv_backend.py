@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from common import parse
 
 from robustdigits.models import get_model
-from robustdigits.reports import machine_info, machine_line
+from robustdigits.report.tables import machine_info, machine_line
 
 BATCHES = (1, 2, 4, 8, 10, 16, 32, 64, 128, 256, 512, 1000)
 

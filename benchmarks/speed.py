@@ -25,17 +25,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from common import parse
+from robustdigits.attacks.regularized_gd import RegularizedGradientDescent
 
-from attacks.regularized_gd import RegularizedGradientDescent
 from robustdigits.art_bridge import make_classifier
 from robustdigits.checkpoints import load_checkpoint
 from robustdigits.config import ModelSpec, TrainConfig
-from robustdigits.datasets import load_embedded
+from robustdigits.data.datasets import load_embedded
+from robustdigits.data.pixels import MNIST_MEAN, MNIST_STD, normalize, to_pixels
 from robustdigits.devices import fast_layout
-from robustdigits.experiment import first_per_class
 from robustdigits.models import get_model
-from robustdigits.pixels import MNIST_MEAN, MNIST_STD, normalize, to_pixels
-from robustdigits.reports import machine_info, machine_line
+from robustdigits.report.tables import machine_info, machine_line
+from robustdigits.studies.experiment import first_per_class
 from robustdigits.study_loop import study_attack
 from robustdigits.training import TrainEvent, train
 
@@ -83,7 +83,7 @@ def study_train(data, steps: int) -> float:  # type: ignore[no-untyped-def]
     from torch.utils.data import DataLoader
     from torchvision import datasets, transforms
 
-    from robustdigits.datasets import write_idx
+    from robustdigits.data.datasets import write_idx
 
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "MNIST" / "raw"

@@ -23,11 +23,11 @@ from common import parse
 from torch.utils.data import DataLoader
 from torchvision import datasets, transforms
 
-from robustdigits.datasets import load_embedded, write_idx
-from robustdigits.loader import TensorLoader
+from robustdigits.data.datasets import load_embedded, write_idx
+from robustdigits.data.loader import TensorLoader
+from robustdigits.data.pixels import MNIST_MEAN, MNIST_STD
 from robustdigits.models import get_model
-from robustdigits.pixels import MNIST_MEAN, MNIST_STD
-from robustdigits.reports import machine_info, machine_line
+from robustdigits.report.tables import machine_info, machine_line
 
 
 def study_loader(root: Path, data) -> DataLoader:  # type: ignore[no-untyped-def]

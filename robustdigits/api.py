@@ -19,13 +19,13 @@ from art.estimators.classification import PyTorchClassifier
 from torch import nn
 
 from . import art_bridge
-from .ablation import resolve_checkpoint, trained_checkpoint
 from .checkpoints import default_checkpoints
 from .checks import check_choice, check_int
 from .config import MAX_SEED
-from .datasets import load_mnist
+from .data.datasets import load_mnist
+from .data.pixels import to_pixels
 from .devices import resolve_device
-from .pixels import to_pixels
+from .studies.ablation import resolve_checkpoint, trained_checkpoint
 from .variants import get_variant
 
 logger = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ import torch
 from art.estimators.classification import PyTorchClassifier
 from torch import nn
 
-from .pixels import MNIST_MEAN, MNIST_STD
+from .data.pixels import MNIST_MEAN, MNIST_STD
 
 
 def make_classifier(model: nn.Module, device: torch.device,

@@ -15,10 +15,10 @@ import torch
 from torch import nn
 
 from .config import ModelSpec, TrainConfig
-from .datasets import DatasetInfo
+from .data.datasets import DatasetInfo
+from .data.fetch import default_data_dir
 from .devices import fast_layout
 from .errors import CheckpointError
-from .fetch import default_data_dir
 from .fileio import atomic_path
 
 FORMAT_VERSION = 1

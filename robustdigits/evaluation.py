@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .loader import TensorLoader
+from .data.loader import TensorLoader
 
 COLUMNS = ["digit", "correct", "images", "accuracy (%)"]  # the per-digit table
 

@@ -15,12 +15,12 @@ import torch.nn.functional as F
 
 from .checkpoints import Checkpoint, load_checkpoint, save_checkpoint
 from .config import ModelSpec, TrainConfig
-from .datasets import MNISTData
+from .data.datasets import MNISTData
+from .data.loader import TensorLoader
 from .devices import fast_layout
 from .errors import CheckpointError, DivergedError
 from .evaluation import EvalResult, evaluate
 from .fileio import exclusive
-from .loader import TensorLoader
 
 logger = logging.getLogger(__name__)
 

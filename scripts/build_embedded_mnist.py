@@ -57,7 +57,7 @@ def convert(tarball: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def main() -> None:
     sys.path.insert(0, str(OUT.parent.parent.parent))
-    from robustdigits.datasets import content_sha256
+    from robustdigits.data.datasets import content_sha256
 
     with tempfile.TemporaryDirectory() as tmp:
         images, labels = convert(fetch_tarball(Path(tmp)))

@@ -1,7 +1,7 @@
 """Is the embedded test split harder than a random one of the same size?
 
 The embedded split gives each digit's *last* images in MNIST's file order to the
-test split (see ``robustdigits.datasets.stratified_split``). This trains one variant
+test split (see ``robustdigits.data.datasets.stratified_split``). This trains one variant
 with the study's budget on that fixed split and on random stratified splits of the
 same sizes (8,000 / 2,000, the same digit counts), seeds 1..N each, and writes the
 test accuracies to ``reports/runs/embedded/split_hardness.md/.csv/.json`` (``--out reports/embedded``
@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from experiment_args import experiment_args
 
-from robustdigits.ablation import AblationConfig
-from robustdigits.datasets import DatasetInfo, MNISTData, content_sha256, load_embedded_arrays, stratified_split
-from robustdigits.reports import machine_info, machine_line, write_report
+from robustdigits.data.datasets import DatasetInfo, MNISTData, content_sha256, load_embedded_arrays, stratified_split
+from robustdigits.report.tables import machine_info, machine_line, write_report
+from robustdigits.studies.ablation import AblationConfig
 from robustdigits.training import train
 from robustdigits.variants import get_variant
 

@@ -19,9 +19,9 @@ from experiment_args import experiment_args
 from torch.utils.data import DataLoader
 from torchvision import datasets, transforms
 
-from robustdigits.datasets import default_data_dir
-from robustdigits.pixels import MNIST_MEAN, MNIST_STD
-from robustdigits.reports import machine_info, machine_line, write_report
+from robustdigits.data.datasets import default_data_dir
+from robustdigits.data.pixels import MNIST_MEAN, MNIST_STD
+from robustdigits.report.tables import machine_info, machine_line, write_report
 from robustdigits.variants import get_variant
 
 

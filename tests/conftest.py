@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from robustdigits.config import ModelSpec, TrainConfig
-from robustdigits.datasets import MNISTData, load_embedded
+from robustdigits.data.datasets import MNISTData, load_embedded
 from robustdigits.training import TrainResult, train
 
 # On 2 cores torch's 2 OpenMP threads slow down 20-50x whenever another process
@@ -21,8 +21,8 @@ def offline_data_cache(tmp_path_factory, monkeypatch, request):
     """No test reads the user's data cache or reaches the network: each gets an empty
     cache, and the network sources of ``data fetch`` fail at once (tests marked
     ``network`` keep them)."""
-    from robustdigits import fetch
-    from robustdigits.datasets import DataError
+    from robustdigits.data import fetch
+    from robustdigits.data.datasets import DataError
 
     monkeypatch.setenv("ROBUSTDIGITS_DATA", str(tmp_path_factory.mktemp("data-cache")))
     if request.node.get_closest_marker("network") is None:

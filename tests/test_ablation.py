@@ -7,7 +7,7 @@ import statistics
 
 import torch
 
-from robustdigits.ablation import AblationConfig, run_ablation, write_ablation_report
+from robustdigits.studies.ablation import AblationConfig, run_ablation, write_ablation_report
 from robustdigits.variants import get_variant
 
 CPU = torch.device("cpu")

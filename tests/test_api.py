@@ -35,8 +35,8 @@ def test_load_variant_not_trained_says_where_and_how(tmp_path, monkeypatch):
 
 
 def test_load_variant_finds_an_ablation_checkpoint_from_any_folder(tmp_path, monkeypatch, small_data):
-    from robustdigits import ablation
-    from robustdigits.ablation import AblationConfig, run_ablation
+    from robustdigits.studies import ablation
+    from robustdigits.studies.ablation import AblationConfig, run_ablation
     from robustdigits.variants import get_variant
 
     monkeypatch.setattr(ablation, "study_steps", lambda epochs, batch: 10)  # a tiny budget
@@ -47,3 +47,23 @@ def test_load_variant_finds_an_ablation_checkpoint_from_any_folder(tmp_path, mon
     assert not model.training and model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
     classifier = robustdigits.make_classifier(model)
     assert classifier.predict(np.zeros((3, 1, 28, 28), np.float32)).shape == (3, 10)
+
+
+def test_the_attack_is_robustdigits_attacks_and_a_users_own_attacks_module_is_untouched(tmp_path):
+    """The repository's attacks/ folder is installed as robustdigits.attacks: outside the
+    checkout there is no top-level ``attacks`` module, and a user's own ``attacks.py`` is
+    the one ``import attacks`` finds, beside ours."""
+    import subprocess
+    import sys
+
+    (tmp_path / "attacks.py").write_text("MINE = True\n")
+    code = ("import importlib.util, attacks; from robustdigits import RegularizedGradientDescent as A; "
+            "from robustdigits.attacks import RegularizedGradientDescent as B; from art.attacks import EvasionAttack; "
+            "print(attacks.MINE, A is B, issubclass(A, EvasionAttack), A.__module__)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "True", "True", "robustdigits.attacks.regularized_gd"]
+    elsewhere = tmp_path / "empty"
+    elsewhere.mkdir()
+    found = subprocess.run([sys.executable, "-c", "import importlib.util; print(importlib.util.find_spec('attacks'))"],
+                           cwd=elsewhere, capture_output=True, text=True, check=True)
+    assert found.stdout.strip() == "None"

@@ -9,11 +9,11 @@ from art.defences.preprocessor import SpatialSmoothing
 from art.defences.trainer import AdversarialTrainer
 from art.estimators.classification import PyTorchClassifier
 from art.metrics import adversarial_accuracy
+from robustdigits.attacks.regularized_gd import RegularizedGradientDescent
 from torch import nn
 
-from attacks.regularized_gd import RegularizedGradientDescent
+from robustdigits.data.pixels import MNIST_MEAN, MNIST_STD, to_pixels
 from robustdigits.models import get_model
-from robustdigits.pixels import MNIST_MEAN, MNIST_STD, to_pixels
 
 
 @pytest.fixture()

@@ -9,12 +9,12 @@ import pytest
 import torch
 from art.estimators.classification import BlackBoxClassifier, PyTorchClassifier
 from art.exceptions import EstimatorError
+from robustdigits.attacks.regularized_gd import RegularizedGradientDescent
 from torch import nn
 
-from attacks.regularized_gd import RegularizedGradientDescent
 from robustdigits.art_bridge import make_classifier
-from robustdigits.experiment import AttackConfig, first_per_class, run_experiment
-from robustdigits.pixels import MNIST_MEAN, MNIST_STD, to_pixels
+from robustdigits.data.pixels import MNIST_MEAN, MNIST_STD, to_pixels
+from robustdigits.studies.experiment import AttackConfig, first_per_class, run_experiment
 from robustdigits.study_loop import study_attack
 
 CPU = torch.device("cpu")
@@ -246,7 +246,7 @@ def test_early_stop_and_keep_best_from_noise_are_refused(classifier):
 def test_success_step_is_where_the_target_is_held_to_the_end():
     """Read as the target at steps 0, 2, 3 but not 1: held from step 2, not 0 (the starting
     noise of the study's 7 was read as 8, then not). Not adversarial at the end: -1."""
-    from attacks.regularized_gd import _Tracker
+    from robustdigits.attacks.regularized_gd import _Tracker
 
     attack = RegularizedGradientDescent.__new__(RegularizedGradientDescent)
     attack.targeted, attack.keep_best, attack.early_stop = True, False, None

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from robustdigits.demo import MAX_BODY, Demo, make_server
-from robustdigits.html import write_index
-from robustdigits.reports import fmt
+from robustdigits.report.page import write_index
+from robustdigits.report.tables import fmt
+from robustdigits.web.demo import MAX_BODY, Demo, make_server
 
 REPORTS = Path(__file__).resolve().parents[1] / "reports"
 CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")

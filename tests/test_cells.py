@@ -16,12 +16,12 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from robustdigits.bench import BenchConfig, bench_cells, load_bench, run_bench
-from robustdigits.cells import CellResult, CellSpec, CellStore, ModelRef
 from robustdigits.cli import main
 from robustdigits.config import ModelSpec, TrainConfig
-from robustdigits.fetch import sha256_file
-from robustdigits.grid import run_cell, run_grid
+from robustdigits.data.fetch import sha256_file
+from robustdigits.grid.cells import CellResult, CellSpec, CellStore, ModelRef
+from robustdigits.grid.runner import run_cell, run_grid
+from robustdigits.studies.bench import BenchConfig, bench_cells, load_bench, run_bench
 from robustdigits.training import train
 
 CPU = torch.device("cpu")
@@ -57,7 +57,7 @@ def test_every_setting_changes_the_key_and_the_location_does_not():
 
 
 def test_the_same_settings_give_the_same_key_in_a_new_process():
-    code = ("import json, sys; from robustdigits.cells import CellSpec; "
+    code = ("import json, sys; from robustdigits.grid.cells import CellSpec; "
             "print(CellSpec.from_dict(json.loads(sys.argv[1])).key)")
     out = subprocess.run([sys.executable, "-c", code, json.dumps(SPEC.to_dict())], capture_output=True, text=True,
                          check=True, env={**os.environ, "PYTHONHASHSEED": "123"})
@@ -124,7 +124,7 @@ def test_tables_are_recomputed_from_the_per_sample_files_alone(tmp_path, small_d
     store = CellStore(tmp_path / "cells")
     cells, result = run_bench([model_ref], small_data, CONFIG, store, device=CPU)
     assert len(cells.all) == 3 + 2 * 2
-    from robustdigits.bench import write_bench_report
+    from robustdigits.studies.bench import write_bench_report
 
     write_bench_report(result, CONFIG, small_data, tmp_path / "out", CPU, cells=cells, store=store)
     _, _, again = load_bench(tmp_path / "out")

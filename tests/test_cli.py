@@ -197,9 +197,9 @@ def test_bench_scores_every_attack_and_draws_sweeps(runner, tmp_path, tutorial_c
 
 
 def test_bench_trains_a_missing_variant_first(runner, tmp_path, monkeypatch):
-    import robustdigits.ablation
+    import robustdigits.studies.ablation
 
-    monkeypatch.setattr(robustdigits.ablation, "study_steps", lambda epochs, batch: 20)  # a tiny budget
+    monkeypatch.setattr(robustdigits.studies.ablation, "study_steps", lambda epochs, batch: 20)  # a tiny budget
     result = runner.invoke(main, ["bench", "--models", "tutorial", "--attacks", "fgsm", "--n", "5", "--out", "b"])
     assert result.exit_code == 0, result.output
     assert ("tutorial names the ablation's variant 'tutorial' (tutorial network, momentum 0.5, dropout 0.5 built "
@@ -270,13 +270,13 @@ def test_report_writes_a_page_of_what_there_is(runner, tmp_path):
 
 
 def test_reproduce_runs_every_step_in_order_and_says_once_when_it_falls_back(runner, monkeypatch):
-    from robustdigits import cli
+    from robustdigits.cli import site
     from robustdigits.errors import DataError
 
     def offline(*args, **kwargs):
         raise DataError("no source reachable")
 
-    monkeypatch.setattr(cli, "fetch_mnist", offline)
+    monkeypatch.setattr(site, "fetch_mnist", offline)
     calls = []
     for name in ("ablate", "attack", "bench", "robustness", "report"):
         monkeypatch.setattr(main.commands[name], "callback",

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from robustdigits import datasets
-from robustdigits.datasets import (
+from robustdigits.data import datasets
+from robustdigits.data.datasets import (
     EMBEDDED_SHA256,
     DataError,
     content_sha256,

@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from robustdigits import fetch
 from robustdigits.cli import main
-from robustdigits.datasets import FULL_MNIST_SHA256, DataError, default_data_dir, load_mnist, write_idx
-from robustdigits.fetch import MNIST_SHA256, FetchError, cache_folder, cached_status, fetch_mnist, is_cached
+from robustdigits.data import fetch
+from robustdigits.data.datasets import FULL_MNIST_SHA256, DataError, default_data_dir, load_mnist, write_idx
+from robustdigits.data.fetch import MNIST_SHA256, FetchError, cache_folder, cached_status, fetch_mnist, is_cached
 
 NAMES = list(MNIST_SHA256)
 # The real network sources, captured before conftest's fixture turns them off per test.
@@ -236,7 +236,7 @@ def test_download_flag_fetches_into_the_cache(source, monkeypatch):
 
 
 def test_only_data_with_full_mnists_identity_is_named_mnist(tmp_path, source, monkeypatch):
-    from robustdigits import datasets
+    from robustdigits.data import datasets
 
     fetch_mnist(tmp_path / "cache", source=source)
     small = load_mnist(str(tmp_path / "cache"))

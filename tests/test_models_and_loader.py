@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from robustdigits.loader import TensorLoader
+from robustdigits.data.loader import TensorLoader
+from robustdigits.data.pixels import MNIST_MEAN, MNIST_STD, normalize
 from robustdigits.models import LeNet, count_parameters, get_model, list_models
-from robustdigits.pixels import MNIST_MEAN, MNIST_STD, normalize
 
 CPU = torch.device("cpu")
 

@@ -12,12 +12,12 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from robustdigits.attacks.regularized_gd import RegularizedGradientDescent
 
-from attacks.regularized_gd import RegularizedGradientDescent
 from robustdigits.art_bridge import make_classifier
-from robustdigits.datasets import IDX_FILES, load_idx, write_idx
+from robustdigits.data.datasets import IDX_FILES, load_idx, write_idx
+from robustdigits.data.pixels import to_pixels
 from robustdigits.errors import DataError
-from robustdigits.pixels import to_pixels
 
 CPU = torch.device("cpu")
 FEW = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -1,5 +1,6 @@
-"""Every code block of the README runs as written: the Python examples are executed, in
-order, from a folder outside the repository; every command line is parsed by the real CLI."""
+"""Every code block of the README and of docs/ runs as written: the Python examples are
+executed, in order, from a folder outside the repository; every command line is parsed by
+the real CLI."""
 
 from __future__ import annotations
 
@@ -13,12 +14,14 @@ from click.testing import CliRunner
 
 from robustdigits.cli import main
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+PAGES = [README, *sorted((ROOT / "docs").glob("*.md"))]
 BLOCK = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
 
 
-def blocks(language: str) -> list[str]:
-    return [body for lang, body in BLOCK.findall(README.read_text()) if lang == language]
+def blocks(language: str, pages: list[Path] = PAGES) -> list[str]:
+    return [body for page in pages for lang, body in BLOCK.findall(page.read_text()) if lang == language]
 
 
 def command_lines() -> list[list[str]]:
@@ -36,8 +39,8 @@ def command_lines() -> list[list[str]]:
     return found
 
 
-def test_the_readme_has_the_examples_this_test_runs():
-    assert len(blocks("python")) >= 4
+def test_the_pages_have_the_examples_this_test_runs():
+    assert len(blocks("python", [README])) >= 1 and len(blocks("python", [ROOT / "docs" / "art.md"])) >= 4
     assert len(command_lines()) >= 12
 
 
@@ -59,12 +62,14 @@ def test_every_readme_command_line_parses(args, monkeypatch):
 
 
 def test_every_python_example_runs_as_written_from_another_folder(tmp_path, monkeypatch, capsys):
-    """The examples build on each other (x, y, the model), as a reader runs them. The
-    variant is trained by the example itself, as on a fresh machine (about a minute)."""
+    """A page's examples build on each other (x, y, the model), as a reader runs them, so
+    each page runs in its own namespace. The variant is trained by the first example
+    itself, as on a fresh machine (about a minute); later pages find it trained."""
     monkeypatch.chdir(tmp_path)
-    namespace: dict[str, object] = {"__name__": "readme"}
-    for k, code in enumerate(blocks("python")):
-        exec(compile(code, f"README.md python block {k + 1}", "exec"), namespace)
+    for page in PAGES:
+        namespace: dict[str, object] = {"__name__": "readme"}
+        for k, code in enumerate(blocks("python", [page])):
+            exec(compile(code, f"{page.name} python block {k + 1}", "exec"), namespace)
     out = capsys.readouterr().out
     rates = [float(m) for m in re.findall(r"reached the next digit: (\d+)%", out)]
     assert rates and all(0 <= r <= 100 for r in rates), out

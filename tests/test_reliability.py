@@ -17,17 +17,18 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from robustdigits.attacks.regularized_gd import RegularizedGradientDescent
 
-from attacks.regularized_gd import RegularizedGradientDescent
-from robustdigits import ablation, fileio
+from robustdigits import fileio
 from robustdigits.art_bridge import make_classifier
 from robustdigits.checkpoints import checkpoint_dir, checkpoint_path, load_checkpoint
 from robustdigits.cli import main
 from robustdigits.config import ModelSpec, TrainConfig
+from robustdigits.data.loader import TensorLoader
+from robustdigits.data.pixels import to_pixels
 from robustdigits.errors import CheckpointError, ConfigError, DataError, DivergedError, OutputError
 from robustdigits.fileio import atomic_path, exclusive, write_text_atomic
-from robustdigits.loader import TensorLoader
-from robustdigits.pixels import to_pixels
+from robustdigits.studies import ablation
 from robustdigits.training import train
 
 CPU = torch.device("cpu")
@@ -375,12 +376,12 @@ def test_ctrl_c_in_attack_and_bench_keeps_earlier_results(runner, tmp_path, tuto
     full = [*command[:1], "--model" if command[0] == "attack" else "--models", tutorial, *command[1:]]
     assert runner.invoke(main, full).exit_code == 0
     before = {p: p.read_bytes() for p in (tmp_path / "o").rglob("*") if p.is_file()}
-    from robustdigits import cli
+    from robustdigits.cli import attacking
 
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "run_experiment" if command[0] == "attack" else "run_bench", interrupt)
+    monkeypatch.setattr(attacking, "run_experiment" if command[0] == "attack" else "run_bench", interrupt)
     result = runner.invoke(main, full)
     assert result.exit_code == 130 and "earlier results are intact" in result.output
     assert {p: p.read_bytes() for p in (tmp_path / "o").rglob("*") if p.is_file()} == before
@@ -404,12 +405,12 @@ def test_usage_errors_are_one_line_exit_2():
 
 
 def test_an_unexpected_exception_keeps_its_traceback(runner, monkeypatch):
-    from robustdigits import cli
+    from robustdigits.cli import app
 
     def bug(*args, **kwargs):
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(cli, "load_mnist", bug)
+    monkeypatch.setattr(app, "load_mnist", bug)
     result = runner.invoke(main, ["train", "--steps", "5"])
     assert isinstance(result.exception, RuntimeError)  # not turned into a one-line user error
 

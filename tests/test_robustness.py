@@ -10,17 +10,17 @@ import torch
 from art.attacks.evasion import ProjectedGradientDescent
 from art.defences.trainer import AdversarialTrainer
 from art.estimators.classification import PyTorchClassifier
+from robustdigits.attacks import RegularizedGradientDescent
 from torch import nn
 
-from attacks import RegularizedGradientDescent
-from robustdigits.adversarial import targeted_adversarial_fit
 from robustdigits.art_bridge import make_classifier
-from robustdigits.cells import CellResult, CellStore, ModelRef
 from robustdigits.config import ModelSpec, TrainConfig
-from robustdigits.datasets import MNISTData
-from robustdigits.fetch import sha256_file
-from robustdigits.pixels import to_pixels
-from robustdigits.robustness import (
+from robustdigits.data.datasets import MNISTData
+from robustdigits.data.fetch import sha256_file
+from robustdigits.data.pixels import to_pixels
+from robustdigits.grid.cells import CellResult, CellStore, ModelRef
+from robustdigits.studies.adversarial import targeted_adversarial_fit
+from robustdigits.studies.robustness import (
     ModelMeasures,
     RobustnessConfig,
     adversarial_checkpoint,
@@ -104,7 +104,7 @@ def test_min_norm_takes_the_smallest_misclassifying_example():
 
 
 def test_sanity_checks_flag_what_would_betray_a_broken_setting():
-    from robustdigits.robustness import RowResult
+    from robustdigits.studies.robustness import RowResult
 
     def row(clean, pgd, rgd):
         m = ModelMeasures(clean, dict(zip((0.1, 0.2, 0.3), pgd)), rgd, None, np.zeros(1), {})

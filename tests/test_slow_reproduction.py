@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from robustdigits.ablation import AblationConfig
+from robustdigits.studies.ablation import AblationConfig
 from robustdigits.training import train
 from robustdigits.variants import get_variant
 

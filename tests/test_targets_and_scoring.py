@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from robustdigits.grid import stratified_subset
+from robustdigits.grid.runner import stratified_subset
 from robustdigits.scoring import is_adversarial, perturbation_norms, summarize, wilson_interval
 from robustdigits.targets import target_classes
 

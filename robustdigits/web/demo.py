@@ -24,10 +24,9 @@ import torch
 from torch import nn
 from torch.nn import functional
 
-from attacks.regularized_gd import RegularizedGradientDescent
-
-from .art_bridge import make_classifier
-from .pixels import MNIST_MEAN, MNIST_STD
+from ..art_bridge import make_classifier
+from ..attacks.regularized_gd import RegularizedGradientDescent
+from ..data.pixels import MNIST_MEAN, MNIST_STD
 
 MAX_BODY = 2_000_000  # bytes of one request: a 280×280 canvas as JSON is about 0.4 MB
 MAX_SIDE = 560  # the canvas the page sends is at most this many pixels a side
@@ -139,7 +138,7 @@ class Demo:
 
 
 def page() -> bytes:
-    return resources.files("robustdigits").joinpath("demo.html").read_bytes()
+    return resources.files("robustdigits.web").joinpath("demo.html").read_bytes()
 
 
 def make_server(demo: Demo, port: int = 0) -> ThreadingHTTPServer:

@@ -15,8 +15,8 @@ from typing import Any
 
 import torch
 
-from .errors import OutputError
-from .fileio import write_text_atomic
+from ..errors import OutputError
+from ..fileio import write_text_atomic
 
 
 def machine_info(device: torch.device) -> dict[str, Any]:

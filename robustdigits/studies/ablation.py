@@ -12,16 +12,16 @@ from typing import Any
 
 import torch
 
-from .checkpoints import Checkpoint, checkpoint_dir, checkpoint_path, load_checkpoint
-from .checks import check_choice, check_int
-from .config import TrainConfig, study_steps
-from .datasets import DatasetInfo, MNISTData
-from .errors import CheckpointError
-from .fileio import exclusive
-from .plots import plot_loss_curve
-from .reports import machine_info, machine_line, write_report
-from .training import TrainEvent, TrainResult, train
-from .variants import VARIANTS, Variant, get_variant, variant_names
+from ..checkpoints import Checkpoint, checkpoint_dir, checkpoint_path, load_checkpoint
+from ..checks import check_choice, check_int
+from ..config import TrainConfig, study_steps
+from ..data.datasets import DatasetInfo, MNISTData
+from ..errors import CheckpointError
+from ..fileio import exclusive
+from ..report.plots import plot_loss_curve
+from ..report.tables import machine_info, machine_line, write_report
+from ..training import TrainEvent, TrainResult, train
+from ..variants import VARIANTS, Variant, get_variant, variant_names
 
 BUDGETS = ("steps", "epochs")
 

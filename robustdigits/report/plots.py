@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from .fileio import atomic_path
+from ..fileio import atomic_path
 
 
 def _save(fig: Figure, path: str | os.PathLike[str]) -> Path:

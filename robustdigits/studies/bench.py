@@ -18,17 +18,17 @@ from typing import Any
 
 import torch
 
-from .cells import CellResult, CellSpec, CellStore, ModelRef
-from .checks import check_choice, check_int, check_number
-from .config import MAX_SEED
-from .datasets import MNISTData
-from .errors import DataError
-from .fileio import write_text_atomic
-from .grid import run_grid
-from .plots import plot_curves
-from .reports import machine_info, machine_line, write_report
-from .scoring import Score, summarize
-from .targets import check_target
+from ..checks import check_choice, check_int, check_number
+from ..config import MAX_SEED
+from ..data.datasets import MNISTData
+from ..errors import DataError
+from ..fileio import write_text_atomic
+from ..grid.cells import CellResult, CellSpec, CellStore, ModelRef
+from ..grid.runner import run_grid
+from ..report.plots import plot_curves
+from ..report.tables import machine_info, machine_line, write_report
+from ..scoring import Score, summarize
+from ..targets import check_target
 
 ATTACKS = ("rgd", "fgsm", "pgd", "cw", "deepfool")
 TARGETED = {"rgd": True, "fgsm": True, "pgd": True, "cw": True, "deepfool": False}  # DeepFool has no targets

@@ -30,9 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from .errors import DataError, OutputError
-from .fileio import pid_alive, write_text_atomic
-from .scoring import wilson_interval
+from ..errors import DataError, OutputError
+from ..fileio import pid_alive, write_text_atomic
+from ..scoring import wilson_interval
 
 CELL_FORMAT = 1  # bump when a cell's computation changes, so old results are not reused
 SAMPLE_FIELDS = {  # name -> dtype; every array has one row per attacked image

@@ -21,17 +21,16 @@ import numpy as np
 import torch
 from art.attacks.evasion import CarliniL2Method, DeepFool, FastGradientMethod, ProjectedGradientDescent
 
-from attacks.regularized_gd import RegularizedGradientDescent
-
-from .art_bridge import make_classifier
+from ..art_bridge import make_classifier
+from ..attacks.regularized_gd import RegularizedGradientDescent
+from ..checkpoints import load_checkpoint
+from ..data.datasets import proportional_counts
+from ..data.pixels import MNIST_MEAN, MNIST_STD, to_pixels
+from ..errors import ConfigError
+from ..report.tables import machine_info
+from ..scoring import is_adversarial, perturbation_norms
+from ..targets import target_classes
 from .cells import CellResult, CellSpec, CellStore
-from .checkpoints import load_checkpoint
-from .datasets import proportional_counts
-from .errors import ConfigError
-from .pixels import MNIST_MEAN, MNIST_STD, to_pixels
-from .reports import machine_info
-from .scoring import is_adversarial, perturbation_norms
-from .targets import target_classes
 
 EXECUTORS = ("local", "ray")
 RAY_HINT = "--executor ray needs Ray, an optional extra: pip install -e '.[ray]' (or pip install ray)"

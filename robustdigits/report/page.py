@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import OutputError
-from .fileio import write_text_atomic
-from .reports import fmt
+from ..errors import OutputError
+from ..fileio import write_text_atomic
+from .tables import fmt
 
 DATASETS = ("mnist", "embedded")
 

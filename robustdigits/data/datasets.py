@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import DataError
+from ..errors import DataError
 from .fetch import default_data_dir, fetch_mnist
 
 logger = logging.getLogger(__name__)

@@ -34,23 +34,22 @@ import numpy as np
 import torch
 from art.defences.trainer import AdversarialTrainer, AdversarialTrainerMadryPGD
 
-from attacks.regularized_gd import RegularizedGradientDescent
-
+from ..art_bridge import make_classifier
+from ..attacks.regularized_gd import RegularizedGradientDescent
+from ..checkpoints import Checkpoint, checkpoint_path, load_checkpoint, save_checkpoint
+from ..checks import check_choice, check_int, check_number
+from ..config import ModelSpec, TrainConfig
+from ..data.datasets import MNISTData
+from ..data.loader import TensorLoader
+from ..data.pixels import MNIST_MEAN, MNIST_STD, to_pixels
+from ..evaluation import evaluate
+from ..grid.cells import CellResult, CellSpec, CellStore, ModelRef
+from ..grid.runner import run_grid
+from ..report.plots import plot_bands
+from ..report.tables import machine_info, machine_line, write_report
+from ..scoring import wilson_interval
+from ..variants import VARIANTS
 from .adversarial import targeted_adversarial_fit
-from .art_bridge import make_classifier
-from .cells import CellResult, CellSpec, CellStore, ModelRef
-from .checkpoints import Checkpoint, checkpoint_path, load_checkpoint, save_checkpoint
-from .checks import check_choice, check_int, check_number
-from .config import ModelSpec, TrainConfig
-from .datasets import MNISTData
-from .evaluation import evaluate
-from .grid import run_grid
-from .loader import TensorLoader
-from .pixels import MNIST_MEAN, MNIST_STD, to_pixels
-from .plots import plot_bands
-from .reports import machine_info, machine_line, write_report
-from .scoring import wilson_interval
-from .variants import VARIANTS
 
 ADVERSARIAL = ("adv-pgd", "adv-rgd-untargeted", "adv-rgd-next-digit")
 ADVERSARIAL_LABELS = {

@@ -30,8 +30,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import DataError
-from .fileio import check_writable_dir, exclusive
+from ..errors import DataError
+from ..fileio import check_writable_dir, exclusive
 
 logger = logging.getLogger(__name__)
 

@@ -12,18 +12,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from attacks.regularized_gd import INITS, RegularizedGradientDescent
-
-from .art_bridge import make_classifier
-from .checks import check_choice, check_flag, check_int, check_number
-from .config import MAX_SEED
-from .datasets import MNISTData
-from .errors import ConfigError, DataError
-from .pixels import MNIST_MEAN, MNIST_STD, to_pixels
-from .plots import plot_gallery, save_image
-from .reports import machine_info, machine_line, write_report
-from .scoring import perturbation_norms
-from .targets import check_target, target_classes
+from ..art_bridge import make_classifier
+from ..attacks.regularized_gd import INITS, RegularizedGradientDescent
+from ..checks import check_choice, check_flag, check_int, check_number
+from ..config import MAX_SEED
+from ..data.datasets import MNISTData
+from ..data.pixels import MNIST_MEAN, MNIST_STD, to_pixels
+from ..errors import ConfigError, DataError
+from ..report.plots import plot_gallery, save_image
+from ..report.tables import machine_info, machine_line, write_report
+from ..scoring import perturbation_norms
+from ..targets import check_target, target_classes
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from .checks import check_int, check_number
-from .errors import ConfigError
-from .targets import check_target, target_classes
+from ..checks import check_int, check_number
+from ..errors import ConfigError
+from ..targets import check_target, target_classes
 
 
 def targeted_adversarial_fit(classifier: Any, attack: Any, x: np.ndarray, y: np.ndarray, *, nb_epochs: int,

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import torch
 
-from .errors import DataError
+from ..errors import DataError
 from .pixels import normalize
 
 

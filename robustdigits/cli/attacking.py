@@ -1,0 +1,280 @@
+"""Commands that attack networks: ``attack``, ``bench``, ``robustness``."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+import torch
+from rich.progress import (
+    TaskID,
+)
+
+from ..checkpoints import default_checkpoints
+from ..data.datasets import MNISTData
+from ..data.fetch import sha256_file
+from ..fileio import check_writable_dir
+from ..grid.cells import CellStore, ModelRef
+from ..report.tables import check_replaceable, settings_hash
+from ..studies.bench import ATTACKS, BenchConfig, bench_cells, run_bench, write_bench_report
+from ..studies.bench import COLUMNS as BENCH_COLUMNS
+from ..studies.bench import table_rows as bench_rows
+from ..studies.experiment import COLUMNS as ATTACK_COLUMNS
+from ..studies.experiment import AttackConfig, run_experiment, write_experiment_report
+from ..studies.experiment import table_rows as attack_rows
+from ..studies.robustness import (
+    ADVERSARIAL,
+    ADVERSARIAL_LABELS,
+    RobustnessConfig,
+    adversarial_checkpoint,
+    cell_seconds,
+    run_robustness,
+    write_robustness_report,
+)
+from ..studies.robustness import cell_specs as robustness_cells
+from ..studies.robustness import columns as ROBUSTNESS_COLUMNS
+from ..studies.robustness import table_rows as robustness_rows
+from ..targets import TARGET_MODES
+from ..variants import VARIANTS, Variant, get_variant, variant_names
+from .app import (
+    CONTEXT,
+    RUNS,
+    VARIANT_NAMES,
+    cell_progress,
+    console,
+    data_options,
+    err_console,
+    grid_options,
+    handle_errors,
+    main,
+    make_progress,
+    output_options,
+    render,
+    setup,
+)
+from .refs import (
+    check_model_ref,
+    grid_model,
+    load_checkpoint_for,
+    load_model,
+    model_tag,
+)
+
+
+@main.command(context_settings=CONTEXT)
+@click.option("--model", "model_ref", default="textbook-momentum", show_default=True,
+              help=f"A variant name ({', '.join(VARIANT_NAMES)}) or a checkpoint file.")
+@click.option("--target", default="next-digit", show_default=True,
+              help=f"{', '.join(TARGET_MODES)}, or a digit 0-9.")
+@click.option("--steps", type=click.IntRange(min=0), default=10_000, show_default=True)
+@click.option("--eta", type=float, default=0.1, show_default=True, help="Step size, in normalized units (the study's).")
+@click.option("--lam", type=float, default=0.05, show_default=True, help="Pull toward the reference image.")
+@click.option("--init", type=click.Choice(["noise", "reference"]), default="noise", show_default=True,
+              help="Start from Gaussian noise (the study's) or from the reference image itself.")
+@click.option("--per-class", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Attack the first N test images of each digit.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the noise and of random targets.")
+@click.option("--clip/--no-clip", default=True, show_default=True,
+              help="Keep iterates in [0, 1] (--no-clip: the study).")
+@click.option("--early-stop", type=click.FloatRange(0, 1, min_open=True), default=None,
+              help="Stop a sample once its target probability reaches this.")
+@click.option("--keep-best", is_flag=True, help="Return the successful iterate closest to the reference.")
+@output_options("Results go to OUT/<model>/  [default: reports/runs/<dataset>/attack/<model>/<settings>]")
+@data_options
+@handle_errors
+def attack(model_ref: str, target: str, steps: int, eta: float, lam: float, init: str, per_class: int, seed: int,
+           clip: bool, early_stop: float | None, keep_best: bool, out: Path | None, overwrite: bool,
+           checkpoints: Path | None, **common: Any) -> None:
+    """Turn digits into other digits with the study's regularized gradient descent.
+
+    By default: the first test image of each digit, toward the next digit (7 → 8),
+    10,000 steps from noise, as in the study. Writes a gallery, one PNG per
+    adversarial image and results.json/.csv/.md (see --out). A success is an image the
+    model reads as the target; "target held from step" is the step from which the
+    model read the target at every later step (0 is the starting point). --early-stop
+    and --keep-best need --init reference, so the starting noise never counts.
+
+    \b
+    Example:
+      robustdigits attack --model textbook-momentum --target next-digit --steps 2000
+    """
+    config = AttackConfig(target=target, steps=steps, eta=eta, lam=lam, init=init, per_class=per_class, seed=seed,
+                          clip=clip, early_stop=early_stop, keep_best=keep_best)
+    check_model_ref(model_ref)
+    if out is not None:
+        check_writable_dir(out, "--out")
+    data, device = setup(**common)
+    tag = model_tag(model_ref)
+    settings = {"command": "attack", "dataset": data.info.sha256, "model": tag, "config": dataclasses.asdict(config)}
+    if out is not None:
+        check_replaceable(out / tag, "results", settings, overwrite)
+    folder = check_writable_dir(out / tag if out is not None else RUNS / data.info.name / "attack" / tag /
+                                f"{target}-{steps}steps-{init}-{settings_hash(settings)}", "--out")
+    name, model = load_model(model_ref, data, checkpoints or default_checkpoints(), device)
+    batches = -(-10 * per_class // config.batch_size)
+    with make_progress() as progress:
+        task = progress.add_task(f"attack {name}", total=steps * batches, info="steps")
+        outcome = run_experiment(model, data, config, device=device,
+                                 progress=lambda k: progress.advance(task, k))
+    paths = write_experiment_report(outcome, folder, model_name=name, data=data, device=device, settings=settings)
+    records = outcome.records()
+    render(f"{name}: {target}, {steps:,} steps, init {init}", ATTACK_COLUMNS, attack_rows(outcome),
+           styles=["green" if r["success"] else "red" for r in records])
+    console.print(f"reached the target: {sum(r['success'] for r in records)} of {len(records)}; "
+                  f"wrote {paths[0]} and {len(paths) - 1} more files in {folder}")
+
+
+@main.command(context_settings=CONTEXT)
+@click.option("--models", default="all", show_default=True,
+              help=f"Comma-separated variant names ({', '.join(VARIANT_NAMES)}) or checkpoints, or all.")
+@click.option("--attacks", default="all", show_default=True,
+              help=f"Comma-separated from {', '.join(ATTACKS)}, or all.")
+@click.option("--n", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Attack the first N test images.")
+@click.option("--n-slow", type=click.IntRange(min=1), default=100, show_default=True,
+              help="C&W and DeepFool (ART's slow NumPy attacks) attack a stratified subset of this many of them.")
+@click.option("--target", default="next-digit", show_default=True,
+              help=f"Targets of the targeted attacks: {', '.join(TARGET_MODES)}, or a digit 0-9.")
+@click.option("--eps", type=float, default=0.3, show_default=True,
+              help="L∞ budget of FGSM and PGD (pixels, 0 < ε <= 1).")
+@click.option("--rgd-steps", type=click.IntRange(min=1), default=200, show_default=True,
+              help="Most steps of our attack (it stops a sample at target probability 0.5).")
+@output_options("Report folder  [default: reports/runs/<dataset>/bench-<settings>]")
+@grid_options
+@data_options
+@handle_errors
+def bench(models: str, attacks: str, n: int, n_slow: int, target: str, eps: float, rgd_steps: int,
+          out: Path | None, overwrite: bool, checkpoints: Path | None, cells: Path, fresh: bool, executor: str,
+          address: str | None, **common: Any) -> None:
+    """Our attack beside ART's FGSM, PGD, C&W and DeepFool on every model variant.
+
+    Reports clean accuracy, success rate, L2 / L∞ perturbations and time per image, plus
+    FGSM and PGD robust-accuracy-vs-ε curves; writes bench.md/.csv/.json, PNGs and
+    grid.json to OUT. Each (model, attack) and each sweep point is a cell, stored with its
+    per-sample results in --cells and reused: an interrupted run resumes. Variants not
+    trained yet are trained first, with a message.
+
+    \b
+    Example:
+      robustdigits bench --models all --attacks all --n 1000
+    """
+    chosen = ATTACKS if attacks == "all" else tuple(a.strip() for a in attacks.split(","))
+    config = BenchConfig(n=n, n_slow=n_slow, target=target, eps=eps, rgd_steps=rgd_steps, attacks=chosen)
+    refs = variant_names() if models == "all" else [m.strip() for m in models.split(",")]
+    for ref in refs:
+        check_model_ref(ref)
+    if out is not None:
+        check_writable_dir(out, "--out")
+    data, device = setup(**common)
+    settings = {"command": "bench", "dataset": data.info.sha256, "models": [model_tag(r) for r in refs],
+                "config": dataclasses.asdict(config)}
+    if out is not None:
+        check_replaceable(out, "bench", settings, overwrite)
+    out = out or check_writable_dir(RUNS / data.info.name / f"bench-{settings_hash(settings)}", "--out")
+    check_writable_dir(cells, "--cells")
+    loaded = [grid_model(ref, data, checkpoints or default_checkpoints(), device) for ref in refs]
+    store = CellStore(cells)
+    total = len({s.key for s in bench_cells(loaded, data, config).all})
+    with make_progress() as progress:
+        grid, result = run_bench(loaded, data, config, store, device=device, executor=executor, address=address,
+                                 fresh=fresh, done=cell_progress(progress, total, f"bench: {total} cells"))
+    paths = write_bench_report(result, config, data, out, device, settings=settings, cells=grid, store=store)
+    render(f"{len(loaded)} models × {len(chosen)} attacks on the first {min(n, data.info.n_test):,} "
+           f"{data.info.name} test images", BENCH_COLUMNS, bench_rows(result))
+    console.print("wrote " + ", ".join(str(p) for p in paths))
+
+
+def robustness_models(chosen: Sequence[Variant], data: MNISTData, config: RobustnessConfig, checkpoints: Path,
+                      device: torch.device) -> list[ModelRef]:
+    """The variants' checkpoints for every seed, and the adversarially trained rows (seed
+    1); each trained first where missing, saying what and where."""
+    models = []
+    for v in chosen:
+        for seed in range(1, config.seeds + 1):
+            path = load_checkpoint_for(v.name, data, checkpoints, device, seed=seed).path.absolute()
+            models.append(ModelRef(v.name, str(path), sha256_file(path), {"seed": seed}))
+    for row in config.adversarial:
+        with make_progress() as progress:
+            bar = progress.add_task(f"adversarial training {row}", total=None, info="")
+
+            def announce(name: str, path: Path) -> None:
+                console.print(f"[yellow]{name} is not trained on {data.info.name} data: training it now "
+                              f"({ADVERSARIAL_LABELS[name]}; {config.adv_epochs} epochs) into {path}[/]")
+
+            def advance(k: int, total: int, bar: TaskID = bar) -> None:
+                progress.update(bar, completed=k, total=total)
+
+            ckpt = adversarial_checkpoint(row, data, checkpoints, config, device=device, announce=announce,
+                                          progress=advance)
+        models.append(ModelRef(row, str(ckpt.path.absolute()), sha256_file(ckpt.path), {"seed": 1}))
+    return models
+
+
+@main.command(context_settings=CONTEXT)
+@click.option("--variants", default="all", show_default=True,
+              help=f"Comma-separated variant names, or all: {', '.join(VARIANT_NAMES)}.")
+@click.option("--seeds", type=click.IntRange(min=1, max=1000), default=3, show_default=True,
+              help="The ablation's seeds 1..N of each variant (trained first where missing).")
+@click.option("--n", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Attack the first N test images.")
+@click.option("--n-slow", type=click.IntRange(min=1), default=100, show_default=True,
+              help="C&W and DeepFool (the minimum-norm attacks besides ours) on a stratified subset of this many.")
+@click.option("--adversarial", default=",".join(ADVERSARIAL), show_default=True,
+              help="Adversarially trained rows (seed 1), comma-separated, or none.")
+@output_options("Report folder  [default: reports/runs/<dataset>/robustness-<settings>]")
+@grid_options
+@data_options
+@handle_errors
+def robustness(variants: str, seeds: int, n: int, n_slow: int, adversarial: str, out: Path | None, overwrite: bool,
+               checkpoints: Path | None, cells: Path, fresh: bool, executor: str, address: str | None,
+               **common: Any) -> None:
+    """Does momentum, dropout or batch-norm change robustness? The variants, attacked.
+
+    Per variant over --seeds seeds on the first --n test images: clean accuracy, PGD
+    robust accuracy at ε = 0.1, 0.2, 0.3, the study's attack (next digit) and the
+    smallest L2 over the minimum-norm attacks, with 95% Wilson intervals; plus
+    adversarially trained rows. Writes robustness.md/.csv/.json and two curves (L2 and
+    L∞). Every attack is a cell (see 'bench -h'): an interrupted run resumes.
+
+    \b
+    Example:
+      robustdigits robustness --seeds 3 --n 1000
+    """
+    started = time.perf_counter()
+    chosen = VARIANTS if variants == "all" else tuple(get_variant(v.strip()) for v in variants.split(","))
+    rows = () if adversarial in ("", "none") else tuple(a.strip() for a in adversarial.split(","))
+    config = RobustnessConfig(n=n, n_slow=n_slow, seeds=seeds, adversarial=rows)
+    checkpoints = checkpoints or default_checkpoints()
+    if out is not None:
+        check_writable_dir(out, "--out")
+    check_writable_dir(cells, "--cells")
+    data, device = setup(**common)
+    settings = {"command": "robustness", "dataset": data.info.sha256, "variants": [v.name for v in chosen],
+                "config": dataclasses.asdict(config)}
+    if out is not None:
+        check_replaceable(out, "robustness", settings, overwrite)
+    out = out or check_writable_dir(RUNS / data.info.name / f"robustness-{settings_hash(settings)}", "--out")
+    models = robustness_models(chosen, data, config, checkpoints, device)
+    trained = time.perf_counter()
+    store = CellStore(cells)
+    total = len({s.key for m in models for s in robustness_cells(m, data, config).values()})
+    with make_progress() as progress:
+        results, all_cells = run_robustness(models, data, config, store, device=device, executor=executor,
+                                            address=address, fresh=fresh,
+                                            done=cell_progress(progress, total, f"robustness: {total} cells"))
+    seconds: dict[str, Any] = {"training": trained - started, "cells": time.perf_counter() - trained,
+               "total": time.perf_counter() - started, "per_attack": cell_seconds(all_cells)}
+    paths, problems = write_robustness_report(results, config, data, out, device, seconds=seconds,
+                                              settings=settings)
+    render(f"Robustness on the first {min(n, data.info.n_test):,} {data.info.name} test images",
+           ROBUSTNESS_COLUMNS(config), robustness_rows(results, config))
+    for problem in problems:
+        err_console.print(f"[red]sanity check: {problem}[/]")
+    if not problems:
+        console.print("sanity checks: all hold (robust ≤ clean, PGD monotone in ε, no attack at 0% on a non-robust "
+                      "model)")
+    console.print(f"wrote {', '.join(str(p) for p in paths)} in {seconds['total']:.0f} s")

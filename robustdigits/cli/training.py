@@ -1,0 +1,245 @@
+"""Commands that train and measure networks: ``train``, ``evaluate``, ``ablate``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.progress import (
+    TaskID,
+)
+
+from ..checkpoints import default_checkpoints
+from ..config import ModelSpec, TrainConfig
+from ..data.datasets import MNISTData
+from ..data.loader import TensorLoader
+from ..errors import CheckpointError
+from ..evaluation import COLUMNS as EVAL_COLUMNS
+from ..evaluation import evaluate as evaluate_model
+from ..fileio import check_writable_dir, check_writable_file
+from ..models import list_models
+from ..report.plots import plot_loss_curve
+from ..report.tables import check_replaceable, settings_hash
+from ..studies.ablation import (
+    BUDGETS,
+    AblationConfig,
+    resolve_checkpoint,
+    run_ablation,
+    write_ablation_report,
+)
+from ..studies.ablation import COLUMNS as ABLATION_COLUMNS
+from ..studies.ablation import SUMMARY_COLUMNS as ABLATION_SUMMARY
+from ..studies.ablation import table_rows as ablation_rows
+from ..training import COLUMNS as TRAIN_COLUMNS
+from ..training import TrainEvent
+from ..training import train as train_model
+from ..variants import VARIANTS, Variant, get_variant
+from .app import (
+    CHECKPOINTS_HELP,
+    CONTEXT,
+    RUNS,
+    VARIANT_NAMES,
+    EpochBars,
+    console,
+    data_options,
+    err_console,
+    handle_errors,
+    main,
+    make_progress,
+    output_options,
+    render,
+    setup,
+)
+from .refs import (
+    check_model_ref,
+    note_unfinished,
+)
+
+
+@main.command(context_settings=CONTEXT)
+@click.option("--model", type=click.Choice(list_models()), default="textbook", show_default=True)
+@click.option("--dropout", type=float, default=None,
+              help="Dropout p (default: the model's; tutorial 0.5, others none).")
+@click.option("--epochs", type=int, default=3, show_default=True, help="Passes over the training split.")
+@click.option("--steps", type=int, default=None, help="Exact number of SGD steps (overrides --epochs).")
+@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--test-batch-size", type=int, default=1000, show_default=True)
+@click.option("--lr", type=float, default=0.01, show_default=True)
+@click.option("--momentum", type=float, default=0.5, show_default=True)
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--log-interval", type=int, default=10, show_default=True, help="Steps between recorded losses.")
+@click.option("--checkpoint", type=click.Path(path_type=Path), default=None,
+              help="Where to save  [default: <checkpoints>/train/<model>[-dropout<p>]-<settings>.pt, e.g. "
+                   "~/.cache/robustdigits/checkpoints/train/textbook-lr0.01-m0.5-bs64-epochs3-seed1.pt; never an "
+                   "ablation variant's file]")
+@click.option("--resume", is_flag=True, help="Continue the run saved in --checkpoint.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --checkpoint.")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Folder for the loss-curve PNG  [default: reports/runs/<dataset>/train]")
+@data_options
+@handle_errors
+def train(model: str, dropout: float | None, epochs: int, steps: int | None, batch_size: int,
+          test_batch_size: int, lr: float, momentum: float, seed: int, log_interval: int,
+          checkpoint: Path | None, resume: bool, overwrite: bool, out: Path | None, **common: Any) -> None:
+    """Train one network with SGD; the defaults are the study's.
+
+    \b
+    Example:
+      robustdigits train --model textbook --momentum 0.5 --dropout 0.1 --epochs 3
+    """
+    spec = ModelSpec(model, {} if dropout is None else {"dropout": dropout})
+    spec.build()  # checks the dropout before any data loads
+    config = TrainConfig(epochs=epochs, steps=steps, batch_size=batch_size, test_batch_size=test_batch_size,
+                         lr=lr, momentum=momentum, seed=seed, log_interval=log_interval)
+    name = model + ("" if dropout is None else f"-dropout{dropout:g}")
+    budget = f"steps{steps}" if steps is not None else f"epochs{epochs}"
+    path = (checkpoint or default_checkpoints() / "train" /
+            f"{name}-lr{lr:g}-m{momentum:g}-bs{batch_size}-{budget}-seed{seed}.pt").absolute()
+    if resume and not path.exists():
+        raise CheckpointError(f"nothing to resume: checkpoint {path.resolve()} not found; drop --resume to start "
+                              "a new run")
+    if path.exists() and not (resume or overwrite):
+        raise CheckpointError(f"checkpoint {path} exists; pass --resume to continue it or --overwrite to replace it")
+    check_writable_file(path, "--checkpoint")
+    if out is not None:
+        check_writable_dir(out, "--out")
+    data, device = setup(**common)
+    out = out or check_writable_dir(RUNS / data.info.name / "train", "--out")
+    with make_progress() as progress:
+        result = train_model(spec, config, data, device=device, checkpoint=path, resume=resume, overwrite=overwrite,
+                             progress=EpochBars(progress))
+    plot = plot_loss_curve(result.metrics, out / f"loss_{path.stem}.png", title=f"{name} ({data.info.name} data)")
+    rows = [[e, s, loss, acc] for e, s, loss, acc in
+            zip(*(result.metrics[k] for k in ("test_epoch", "test_step", "test_loss", "test_accuracy")))]
+    render(f"{name}: {result.metrics['test_step'][-1]:,} steps", TRAIN_COLUMNS, rows)
+    console.print(f"checkpoint: {path}\nloss curve: {plot}")
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("model_ref", metavar="CHECKPOINT")
+@click.option("--checkpoints", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help=CHECKPOINTS_HELP)
+@data_options
+@handle_errors
+def evaluate(model_ref: str, checkpoints: Path | None, **common: Any) -> None:
+    """Accuracy and loss on the test split, overall and per digit.
+
+    CHECKPOINT is a checkpoint file or a variant name trained by 'ablate'
+    (see 'robustdigits ablate -h' for the names).
+
+    \b
+    Example:
+      robustdigits evaluate textbook-momentum
+    """
+    check_model_ref(model_ref)
+    data, device = setup(**common)
+    ckpt = resolve_checkpoint(model_ref, data.info, checkpoints or default_checkpoints())
+    if ckpt.dataset.sha256 != data.info.sha256:
+        err_console.print(f"note: trained on {ckpt.dataset.description}, evaluated on {data.info.description}")
+    note_unfinished(ckpt)
+    loader = TensorLoader(data.test_images, data.test_labels, batch_size=ckpt.train_config.test_batch_size,
+                          shuffle=False, device=device)
+    result = evaluate_model(ckpt.build_model(device), loader)
+    rows: list[list[Any]] = [[d, c, t, a] for d, (c, t, a) in
+                             enumerate(zip(result.per_class_correct, result.per_class_total,
+                                           result.per_class_accuracy))]
+    rows.append(["all", result.correct, result.total, result.accuracy])
+    render(f"{model_ref}: per-digit accuracy", EVAL_COLUMNS, rows, styles=[None] * 10 + ["bold"])
+    console.print(f"test accuracy {result.accuracy:.2f}%  test loss {result.loss:.4f}\n"
+                  f"checkpoint: {ckpt.path.absolute()}")
+
+
+def ablation_settings(config: AblationConfig, chosen: Sequence[Variant], data: MNISTData) -> dict[str, Any]:
+    return {"command": "ablate", "dataset": data.info.sha256, "budget": config.budget, "epochs": config.epochs,
+            "seeds": config.seeds, "variants": [v.name for v in chosen]}
+
+
+def ablation_folder(config: AblationConfig, chosen: Sequence[Variant]) -> str:
+    """``ablation``, then what differs from the defaults: ``-epochs5``, ``-seeds3``, the variants."""
+    parts = ["ablation"]
+    if config.checkpoint_tag:
+        parts.append(config.checkpoint_tag)
+    if config.seeds > 1:
+        parts.append(f"seeds{config.seeds}")
+    if tuple(chosen) != VARIANTS:
+        names = [v.name for v in chosen]
+        parts.append("+".join(names) if len(names) <= 2 else f"{len(names)}variants-"
+                     + settings_hash({"variants": names}))
+    return "-".join(parts)
+
+
+@main.command(context_settings=CONTEXT)
+@click.option("--budget", type=click.Choice(BUDGETS), default="steps", show_default=True,
+              help="steps: the study's 2,813 SGD steps on any data; epochs: --epochs passes over the training split.")
+@click.option("--epochs", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--seeds", type=click.IntRange(min=1, max=1000), default=1, show_default=True,
+              help="Train each variant with seeds 1..N and report mean ± std.")
+@click.option("--variants", default="all", show_default=True,
+              help=f"Comma-separated variant names, or all: {', '.join(VARIANT_NAMES)}.")
+@output_options("Report folder  [default: reports/runs/<dataset>/ablation[-<settings>], e.g. "
+                "reports/runs/embedded/ablation]")
+@click.option("--fresh", is_flag=True,
+              help="Retrain even where a finished checkpoint exists (it is replaced only when the new one is done).")
+@data_options
+@handle_errors
+def ablate(budget: str, epochs: int, seeds: int, variants: str, out: Path | None, overwrite: bool,
+           checkpoints: Path | None, fresh: bool, **common: Any) -> None:
+    """Train the study's nine variants and put our accuracy beside the published one.
+
+    Writes ablation.md/.csv/.json and loss_<variant>.png to a folder named by the
+    settings (see --out). Finished checkpoints are reused and unfinished ones resumed,
+    so an interrupted run picks up where it stopped.
+
+    \b
+    Variants (the study's table; network, SGD momentum, dropout):
+      tutorial                      tutorial net, 0.5, 0.5 built in
+      textbook                      all-conv LeNet, 0, none
+      textbook-momentum             all-conv LeNet, 0.5, none
+      textbook-dropout0.1           all-conv LeNet, 0, 0.1
+      textbook-dropout0.5           all-conv LeNet, 0, 0.5
+      textbook-momentum-dropout0.1  all-conv LeNet, 0.5, 0.1
+      textbook-momentum-dropout0.5  all-conv LeNet, 0.5, 0.5
+      improved                      LeNet with batch-norm, 0.5, none
+      improved-dropout              LeNet with batch-norm, 0.5, 0.1
+
+    \b
+    Example:
+      robustdigits ablate --seeds 3
+    """
+    chosen = VARIANTS if variants == "all" else tuple(get_variant(v.strip()) for v in variants.split(","))
+    config = AblationConfig(budget=budget, epochs=epochs, seeds=seeds)
+    checkpoints = checkpoints or default_checkpoints()
+    if out is not None:
+        check_writable_dir(out, "--out")
+    check_writable_dir(checkpoints, "--checkpoints")
+    data, device = setup(**common)
+    settings = ablation_settings(config, chosen, data)
+    if out is not None:
+        check_replaceable(out, "ablation", settings, overwrite)
+    out = out or check_writable_dir(RUNS / data.info.name / ablation_folder(config, chosen), "--out")
+    runs = len(chosen) * seeds
+    with make_progress() as progress:
+        overall = progress.add_task(f"ablation: {runs} runs ({len(chosen)} variants × {seeds} seeds)", total=runs,
+                                    info="")
+        tasks: dict[tuple[str, int], TaskID] = {}
+
+        def show(variant: Variant, seed: int, event: TrainEvent) -> None:
+            key = (variant.name, seed)
+            if key not in tasks:
+                for done in tasks.values():
+                    progress.update(done, visible=False)
+                tasks[key] = progress.add_task(f"  {variant.name} seed {seed}", total=event.total_steps, info="")
+                progress.update(overall, completed=len(tasks) - 1, info=f"now {len(tasks)} of {runs}")
+            progress.update(tasks[key], completed=event.step)
+            if event.evaluation is not None:
+                progress.update(tasks[key], info=f"test acc {event.evaluation.accuracy:.2f}%")
+
+        results = run_ablation(data, config, device=device, checkpoints=checkpoints, variants=chosen,
+                               fresh=fresh, progress=show)
+        progress.update(overall, completed=runs, info="done")
+    paths = write_ablation_report(results, config, data, out, device, settings=settings)
+    render(f"Ablation on {data.info.name} data ({budget} budget) beside the study's full-MNIST numbers",
+           ABLATION_COLUMNS, ablation_rows(results, data.info.n_train), keep=ABLATION_SUMMARY)
+    console.print("wrote " + ", ".join(str(p) for p in paths[:3]) + f" and {len(paths) - 3} loss curves")
