@@ -39,3 +39,7 @@ class BusyError(RobustDigitsError):
 
 class DivergedError(RobustDigitsError):
     """Training produced a non-finite loss; the message says at which step."""
+
+
+class ReportError(RobustDigitsError, ValueError):
+    """A report file that cannot be read as one; the message names the file."""

@@ -246,8 +246,8 @@ def test_report_demo_and_reproduce_refuse_bad_setups_in_one_line(runner, tmp_pat
     import socket
 
     result = runner.invoke(main, ["report", "--reports", "nowhere"])
-    assert result.exit_code == 1 and "nowhere does not exist; run the study first ('robustdigits reproduce')" in \
-        result.output
+    assert result.exit_code == 1 and "nowhere does not exist; run a command first (they write to reports/runs/) " \
+        "and pass --reports reports/runs" in result.output
     result = runner.invoke(main, ["demo"])  # nothing trained in this cache
     assert result.exit_code == 1 and "no variant is trained on embedded data yet; run 'robustdigits ablate'" in \
         result.output

@@ -15,7 +15,7 @@ from ..data.fetch import fetch_mnist
 from ..devices import DEVICE_CHOICES
 from ..errors import CheckpointError, DataError, OutputError
 from ..fileio import check_writable_dir
-from ..report.page import write_index
+from ..report.page import find_reports, write_index
 from ..studies.ablation import (
     needs_training,
     resolve_checkpoint,
@@ -44,20 +44,28 @@ from .training import ablate
               show_default=True, help="The results folder; the page is written into it as index.html.")
 @handle_errors
 def report(reports: Path) -> None:
-    """One static page of the whole study, from the results the other commands wrote.
+    """One static page of the study, from the results the other commands wrote.
 
-    Reads the JSON tables and PNGs in REPORTS (no training, no attack) and writes
-    REPORTS/index.html: opens from the file system, offline, printable.
+    Reads the JSON tables and PNGs under REPORTS (no training, no attack) and writes
+    REPORTS/index.html: opens from the file system, offline, printable. REPORTS is the
+    committed study (reports/, leaving out your runs in reports/runs/) or any folder of
+    runs, such as reports/runs, where every command writes by default.
 
     \b
     Example:
       robustdigits report && xdg-open reports/index.html
+      robustdigits report --reports reports/runs    # the page of your own runs
     """
     if not reports.is_dir():
-        raise OutputError(f"{reports.absolute()} does not exist; run the study first ('robustdigits reproduce') or "
-                          "pass --reports FOLDER")
+        raise OutputError(f"{reports.absolute()} does not exist; run a command first (they write to reports/runs/) "
+                          "and pass --reports reports/runs, or 'robustdigits reproduce' for the whole study")
     check_writable_dir(reports, "--reports")
-    path = write_index(reports)
+    found = find_reports(reports)
+    for item in found:
+        console.print(f"found {item.kind}: {item.path.parent} ({item.dataset} data)")
+    if not found:
+        console.print(f"found no report under {reports.absolute()}: the page says which command makes each section")
+    path = write_index(reports, found=found)
     console.print(f"wrote {path.absolute()}; open it in a browser: file://{path.absolute()}")
 
 

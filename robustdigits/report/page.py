@@ -16,11 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import OutputError
+from ..errors import OutputError, ReportError
 from ..fileio import write_text_atomic
 from .tables import fmt
 
-DATASETS = ("mnist", "embedded")
+DATASETS = ("mnist", "embedded")  # always shown, first; other datasets found follow
+# A report is known by its file name; its kind decides its section.
+KINDS = {"ablation.json": "ablation", "results.json": "attack", "bench.json": "bench",
+         "robustness.json": "robustness"}
+SKIPPED_FOLDERS = ("cells",)  # per-cell results, not reports
 
 
 @dataclass(frozen=True)
@@ -31,12 +35,59 @@ class Section:
     summary: str  # one line for the summary at the top
 
 
-def _read(path: Path) -> dict[str, Any] | None:
+@dataclass(frozen=True)
+class Found:
+    """One report the page shows: its kind, its JSON file, and what it holds."""
+
+    kind: str
+    path: Path
+    report: dict[str, Any]
+
+    @property
+    def dataset(self) -> str:
+        return str(self.report.get("meta", {}).get("dataset", {}).get("name", "unknown"))
+
+
+def read_report(path: Path) -> dict[str, Any]:
+    """A report's JSON: a dict with a ``table`` of ``columns`` and ``rows`` and a ``meta``;
+    anything else is named as damaged (the page never shows it as "not run yet")."""
     try:
         data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) and isinstance(data.get("table"), dict) else None
+    except UnicodeDecodeError as e:
+        raise ReportError(f"{path.absolute()} is damaged (not UTF-8 text: {e.reason}); rerun the command that wrote "
+                          "it, or move it away") from e
+    except ValueError as e:
+        raise ReportError(f"{path.absolute()} is damaged (not JSON: {e}); rerun the command that wrote it, or move "
+                          "it away") from e
+    except OSError as e:
+        raise ReportError(f"cannot read {path.absolute()} ({e.strerror or e})") from e
+    table = data.get("table") if isinstance(data, dict) else None
+    ok = (isinstance(table, dict) and isinstance(table.get("columns"), list) and isinstance(table.get("rows"), list)
+          and all(isinstance(r, list) and len(r) == len(table["columns"]) for r in table["rows"])
+          and isinstance(data.get("meta"), dict))
+    if not ok:
+        raise ReportError(f"{path.absolute()} is damaged (not a robustdigits report: it needs a 'meta' and a 'table' "
+                          "of 'columns' and 'rows'); rerun the command that wrote it, or move it away")
+    return data
+
+
+def is_runs_folder(root: Path) -> bool:
+    """A folder of the user's own runs (``reports/runs`` or inside it) rather than the
+    committed study: missing sections then name the plain command, never ``--out``."""
+    return "runs" in root.resolve().parts
+
+
+def find_reports(root: str | os.PathLike[str]) -> list[Found]:
+    """Every report under ``root``, in path order. The committed study's page (``reports``)
+    leaves out the user's runs in ``reports/runs/``; a page of ``reports/runs`` shows them."""
+    base = Path(root)
+    found = []
+    for path in sorted(base.rglob("*.json")):
+        parts = path.relative_to(base).parts[:-1]
+        if path.name not in KINDS or any(p in SKIPPED_FOLDERS for p in parts) or "runs" in parts:
+            continue
+        found.append(Found(KINDS[path.name], path, read_report(path)))
+    return found
 
 
 def _table(report: dict[str, Any], table_id: str, keep: Sequence[str] | None = None) -> str:
@@ -45,7 +96,7 @@ def _table(report: dict[str, Any], table_id: str, keep: Sequence[str] | None = N
     t = report["table"]
     columns: list[str] = t["columns"]
     chosen = [columns.index(c) for c in keep] if keep else list(range(len(columns)))
-    head = "".join(f'<th scope="col" title="sort">{html.escape(columns[i])}</th>' for i in chosen)
+    head = "".join(f'<th scope="col" title="sort">{html.escape(str(columns[i]))}</th>' for i in chosen)
     body = []
     for row in t["rows"]:
         cells = []
@@ -60,7 +111,7 @@ def _table(report: dict[str, Any], table_id: str, keep: Sequence[str] | None = N
 
 
 def _notes(report: dict[str, Any]) -> str:
-    return "".join(f"<p class=\"note\">{html.escape(n)}</p>" for n in report["table"].get("notes", []))
+    return "".join(f"<p class=\"note\">{html.escape(str(n))}</p>" for n in report["table"].get("notes", []))
 
 
 def _img(src: Path, root: Path, alt: str, cls: str = "") -> str:
@@ -73,85 +124,124 @@ def _missing(what: str, command: str) -> str:
     return f'<p class="missing">No {html.escape(what)} yet: <code>{html.escape(command)}</code> makes it.</p>'
 
 
-def _ablation(root: Path, dataset: str) -> Section:
+def _hint(kind: str, dataset: str, runs: bool) -> str:
+    """The command that makes a missing section: into the runs folder for a page of runs,
+    into the committed layout for the study's page."""
+    data = f" --data {dataset}" if dataset in DATASETS else ""
+    if runs:
+        return {"ablation": f"robustdigits ablate{data}", "attack": "robustdigits attack",
+                "bench": "robustdigits bench", "robustness": "robustdigits robustness"}[kind] + \
+            ", then robustdigits report --reports reports/runs"
+    return {"ablation": f"robustdigits ablate{data} --out reports/{dataset} --overwrite",
+            "attack": "robustdigits attack --out reports/mnist/attack",
+            "bench": "robustdigits bench --out reports/mnist",
+            "robustness": "robustdigits robustness --out reports"}[kind]
+
+
+def _heading(found: Found, root: Path, several: bool) -> str:
+    """Where a report lives, above it when a section shows more than one."""
+    folder = found.path.parent.relative_to(root).as_posix() or "."
+    return f"<h3>{html.escape(folder)}/ ({html.escape(found.dataset)} data)</h3>" if several else ""
+
+
+def _ids(anchor: str, count: int) -> list[str]:
+    return [f"table-{anchor}" + (f"-{k + 1}" if k else "") for k in range(count)]
+
+
+def _ablation(root: Path, dataset: str, reports: list[Found], runs: bool) -> Section:
     anchor, title = f"ablation-{dataset}", f"Accuracy: the study's table beside ours ({dataset} data)"
-    report = _read(root / dataset / "ablation.json")
-    if report is None:
-        out = f"reports/{dataset}"
-        data = "--data mnist" if dataset == "mnist" else "--data embedded"
-        return Section(anchor, title, _missing("ablation table", f"robustdigits ablate {data} --out {out} --overwrite"),
-                       "not run yet")
-    curves = sorted((root / dataset).glob("loss_*.png"))
-    gallery = "".join(f"<figure>{_img(p, root, p.stem, 'thumb')}<figcaption>{html.escape(p.stem[5:])}</figcaption>"
-                      "</figure>" for p in curves)
-    rows = report["table"]["rows"]
-    summary = f"{len(rows)} variants, seeds: {report['meta'].get('seeds', 1)}"
-    body = (_notes(report) + _table(report, f"table-{anchor}")
-            + (f"<h3>Loss curves (seed 1)</h3><div class=\"grid\">{gallery}</div>" if curves else ""))
-    return Section(anchor, title, body, summary)
+    if not reports:
+        return Section(anchor, title, _missing("ablation table", _hint("ablation", dataset, runs)), "not run yet")
+    parts = []
+    for found, table_id in zip(reports, _ids(anchor, len(reports))):
+        curves = sorted(found.path.parent.glob("loss_*.png"))
+        gallery = "".join(f"<figure>{_img(p, root, p.stem, 'thumb')}<figcaption>{html.escape(p.stem[5:])}"
+                          "</figcaption></figure>" for p in curves)
+        parts.append(_heading(found, root, len(reports) > 1) + _notes(found.report) + _table(found.report, table_id)
+                     + (f"<h3>Loss curves (seed 1)</h3><div class=\"grid\">{gallery}</div>" if curves else ""))
+    first = reports[0].report
+    summary = f"{len(first['table']['rows'])} variants, seeds: {first['meta'].get('seeds', 1)}" + \
+        (f" ({len(reports)} runs)" if len(reports) > 1 else "")
+    return Section(anchor, title, "".join(parts), summary)
 
 
-def _attack(root: Path) -> Section:
+def _attack(root: Path, reports: list[Found], runs: bool) -> Section:
     anchor, title = "attack", "The study's attack: each digit into the next"
-    folder = next(iter(sorted((root / "mnist" / "attack").glob("*/results.json"))), None) or \
-        next(iter(sorted((root / "embedded" / "attack").glob("*/results.json"))), None)
-    report = _read(folder) if folder else None
-    if report is None or folder is None:
-        return Section(anchor, title, _missing("attack gallery", "robustdigits attack --out reports/mnist/attack"),
-                       "not run yet")
-    ok = sum(1 for r in report["records"] if r["success"])
-    body = (_notes(report) + f"<figure>{_img(folder.parent / 'gallery.png', root, 'attack gallery', 'wide')}"
-            "<figcaption>reference | adversarial | difference, per digit</figcaption></figure>"
-            + _table(report, "table-attack"))
-    return Section(anchor, title, body, f"{ok} of {len(report['records'])} digits read as the target")
+    if not reports:
+        return Section(anchor, title, _missing("attack gallery", _hint("attack", "mnist", runs)), "not run yet")
+    parts, summaries = [], []
+    for found, table_id in zip(reports, _ids(anchor, len(reports))):
+        records = found.report.get("records", [])
+        ok = sum(1 for r in records if isinstance(r, dict) and r.get("success"))
+        summaries.append(f"{ok} of {len(records)} read as the target")
+        gallery = found.path.parent / "gallery.png"
+        figure = (f"<figure>{_img(gallery, root, 'attack gallery', 'wide')}<figcaption>reference | adversarial | "
+                  "difference, per digit</figcaption></figure>") if gallery.is_file() else ""
+        parts.append(_heading(found, root, len(reports) > 1) + _notes(found.report) + figure
+                     + _table(found.report, table_id))
+    summary = summaries[0] if len(reports) == 1 else f"{len(reports)} runs: " + "; ".join(summaries)
+    return Section(anchor, title, "".join(parts), summary)
 
 
-def _bench(root: Path) -> Section:
+def _bench(root: Path, reports: list[Found], runs: bool) -> Section:
     anchor, title = "bench", "Our attack beside ART's"
-    for dataset in DATASETS:
-        report = _read(root / dataset / "bench.json")
-        if report is not None:
-            sweeps = "".join(f"<figure>{_img(p, root, p.stem, 'half')}</figure>"
-                             for p in sorted((root / dataset).glob("bench_*_sweep.png")))
-            body = _notes(report) + _table(report, "table-bench") + f'<div class="grid">{sweeps}</div>'
-            return Section(anchor, title, body, f"{len(report['table']['rows'])} model × attack rows ({dataset})")
-    return Section(anchor, title, _missing("benchmark", "robustdigits bench --out reports/mnist"), "not run yet")
+    if not reports:
+        return Section(anchor, title, _missing("benchmark", _hint("bench", "mnist", runs)), "not run yet")
+    parts = []
+    for found, table_id in zip(reports, _ids(anchor, len(reports))):
+        sweeps = "".join(f"<figure>{_img(p, root, p.stem, 'half')}</figure>"
+                         for p in sorted(found.path.parent.glob("bench_*_sweep.png")))
+        parts.append(_heading(found, root, len(reports) > 1) + _notes(found.report)
+                     + _table(found.report, table_id) + f'<div class="grid">{sweeps}</div>')
+    first = reports[0]
+    summary = f"{len(first.report['table']['rows'])} model × attack rows ({first.dataset})" + \
+        (f"; {len(reports)} runs" if len(reports) > 1 else "")
+    return Section(anchor, title, "".join(parts), summary)
 
 
-def _robustness(root: Path) -> Section:
+def _robustness(root: Path, reports: list[Found], runs: bool) -> Section:
     anchor, title = "robustness", "Robustness of the variants"
-    for folder in (root, root / "embedded"):
-        report = _read(folder / "robustness.json")
-        if report is not None:
-            figures = "".join(f"<figure>{_img(folder / name, root, name, 'half')}</figure>"
-                              for name in ("robustness_l2.png", "robustness_linf.png") if (folder / name).is_file())
-            body = _notes(report) + _table(report, "table-robustness") + f'<div class="grid">{figures}</div>'
-            problems = report["meta"].get("sanity_problems", [])
-            return Section(anchor, title, body, f"{len(report['table']['rows'])} rows; sanity checks: "
-                           + ("all hold" if not problems else f"{len(problems)} problems"))
-    return Section(anchor, title, _missing("robustness table", "robustdigits robustness --out reports"),
-                   "not run yet")
+    if not reports:
+        return Section(anchor, title, _missing("robustness table", _hint("robustness", "mnist", runs)),
+                       "not run yet")
+    parts = []
+    for found, table_id in zip(reports, _ids(anchor, len(reports))):
+        folder = found.path.parent
+        figures = "".join(f"<figure>{_img(folder / name, root, name, 'half')}</figure>"
+                          for name in ("robustness_l2.png", "robustness_linf.png") if (folder / name).is_file())
+        parts.append(_heading(found, root, len(reports) > 1) + _notes(found.report)
+                     + _table(found.report, table_id) + f'<div class="grid">{figures}</div>')
+    first = reports[0].report
+    problems = first["meta"].get("sanity_problems", [])
+    summary = f"{len(first['table']['rows'])} rows; sanity checks: " + \
+        ("all hold" if not problems else f"{len(problems)} problems") + \
+        (f"; {len(reports)} runs" if len(reports) > 1 else "")
+    return Section(anchor, title, "".join(parts), summary)
 
 
-def _runs(root: Path) -> Section:
+def _runs(root: Path, found: list[Found]) -> Section:
     """Where and with what settings each report was made."""
     items = []
+    others = []
     for path in sorted(root.glob("**/*.json")):
-        if "runs" in path.relative_to(root).parts or path.name == "grid.json":
+        parts = path.relative_to(root).parts[:-1]
+        if path.name in KINDS or path.name == "grid.json" or "runs" in parts or \
+                any(p in SKIPPED_FOLDERS for p in parts):
             continue
-        report = _read(path)
-        if report is None:
-            continue
-        meta = report["meta"]
-        machine = meta.get("machine", {})
+        try:
+            others.append(Found("other", path, read_report(path)))
+        except ReportError:
+            continue  # not a report of ours (the page names damaged reports of the four kinds only)
+    for item in sorted([*found, *others], key=lambda f: f.path):
+        meta = item.report["meta"]
+        machine = meta.get("machine", {}) if isinstance(meta.get("machine"), dict) else {}
         where = machine.get("gpu") or (f"{machine.get('machine', '?')} CPU, {machine.get('cpu_count', '?')} cores, "
                                        f"{machine.get('torch_threads', '?')} torch threads")
         settings = {k: meta[k] for k in ("config", "budget", "steps", "seeds") if k in meta}
-        dataset = meta.get("dataset", {}).get("name", "")
-        items.append(f"<li><code>{html.escape(str(path.relative_to(root)))}</code>: {html.escape(dataset)} data; "
-                     f"{html.escape(where)}; torch {html.escape(str(machine.get('torch', '?')))}"
-                     f"<details><summary>settings</summary><pre>{html.escape(json.dumps(settings, indent=1))}"
-                     "</pre></details></li>")
+        items.append(f"<li><code>{html.escape(str(item.path.relative_to(root)))}</code>: "
+                     f"{html.escape(item.dataset)} data; {html.escape(str(where))}; torch "
+                     f"{html.escape(str(machine.get('torch', '?')))}<details><summary>settings</summary><pre>"
+                     f"{html.escape(json.dumps(settings, indent=1, default=str))}</pre></details></li>")
     body = f"<ul class=\"runs\">{''.join(items)}</ul>" if items else _missing("runs", "robustdigits reproduce")
     return Section("runs", "Machines and settings of every run", body, f"{len(items)} reports")
 
@@ -184,11 +274,23 @@ document.querySelectorAll('table.sortable th').forEach(function(th, col){
 """
 
 
-def build_index(root: str | os.PathLike[str]) -> str:
-    """The page's HTML for the reports folder ``root``."""
+def build_index(root: str | os.PathLike[str], found: list[Found] | None = None) -> str:
+    """The page's HTML for the reports folder ``root`` (``found``: its reports, as
+    ``find_reports`` lists them)."""
     base = Path(root)
-    sections = [_ablation(base, "mnist"), _ablation(base, "embedded"), _attack(base), _bench(base),
-                _robustness(base), _runs(base)]
+    found = find_reports(base) if found is None else found
+    runs = is_runs_folder(base)
+
+    def of(kind: str, dataset: str | None = None) -> list[Found]:
+        """Reports of a kind, full MNIST's first, then the embedded subset's, then others."""
+        rank = {d: k for k, d in enumerate(DATASETS)}
+        return sorted((f for f in found if f.kind == kind and (dataset is None or f.dataset == dataset)),
+                      key=lambda f: (rank.get(f.dataset, len(rank)), f.path))
+
+    datasets = [*DATASETS, *sorted({f.dataset for f in of("ablation")} - set(DATASETS))]
+    sections = [*(_ablation(base, d, of("ablation", d), runs) for d in datasets),
+                _attack(base, of("attack"), runs), _bench(base, of("bench"), runs),
+                _robustness(base, of("robustness"), runs), _runs(base, found)]
     summary = "".join(f'<li><a href="#{s.anchor}">{html.escape(s.title)}</a>: {html.escape(s.summary)}</li>'
                       for s in sections)
     parts = [f'<section id="{s.anchor}"><h2>{html.escape(s.title)}</h2>{s.body}</section>' for s in sections]
@@ -200,9 +302,10 @@ def build_index(root: str | os.PathLike[str]) -> str:
             f"<ul class=\"summary\">{summary}</ul>{''.join(parts)}<script>{SORT}</script></body></html>\n")
 
 
-def write_index(root: str | os.PathLike[str], out: str | os.PathLike[str] | None = None) -> Path:
+def write_index(root: str | os.PathLike[str], out: str | os.PathLike[str] | None = None,
+                found: list[Found] | None = None) -> Path:
     """Write the page to ``out`` (default ``<root>/index.html``), atomically."""
     path = Path(out) if out is not None else Path(root) / "index.html"
     if Path(path).parent.resolve() != Path(root).resolve():
         raise OutputError("the page links its pictures relatively: write it into the reports folder itself")
-    return write_text_atomic(path, build_index(root))
+    return write_text_atomic(path, build_index(root, found))
