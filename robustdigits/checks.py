@@ -7,8 +7,9 @@ are refused. Each message starts with the parameter's name.
 
 from __future__ import annotations
 
+import difflib
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -57,5 +58,22 @@ def check_choice(name: str, value: object, choices: Sequence[str]) -> str:
     if not isinstance(value, str):
         raise ConfigTypeError(f"{name} must be a str, one of {', '.join(choices)}, got {value!r}")
     if value not in choices:
-        raise ConfigError(f"unknown {name} {value!r}; choose one of: {', '.join(choices)}")
+        raise unknown(name, value, choices)
     return value
+
+
+def unknown(kind: str, value: object, choices: Sequence[str], more: str = "") -> ConfigError:
+    """The one message for a name that is no choice: ``unknown variant 'textbok' (did you
+    mean 'textbook'?); choose one of: …`` (``more`` is appended to the list)."""
+    return ConfigError(f"unknown {kind} {value!r}{did_you_mean(value, choices)}; choose one of: "
+                       f"{', '.join(choices)}{more}")
+
+
+def did_you_mean(value: object, choices: Iterable[str]) -> str:
+    """`` (did you mean 'textbook'?)`` for a close typo of one of ``choices``, else ``""``."""
+    if not isinstance(value, str):
+        return ""
+    choices = list(choices)
+    close = [c for c in choices if value and c.startswith(value)][:1] or \
+        difflib.get_close_matches(value, choices, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -8,8 +8,7 @@ from typing import Any
 
 from torch import nn
 
-from .checks import check_int, check_number
-from .errors import ConfigError
+from .checks import check_int, check_number, unknown
 from .models import get_model, list_models
 
 STUDY_TRAIN_SIZE = 60_000  # the study trained on full MNIST
@@ -26,7 +25,7 @@ class ModelSpec:
 
     def __post_init__(self) -> None:
         if self.name not in list_models():
-            raise ConfigError(f"unknown model {self.name!r}; choose one of: {', '.join(list_models())}")
+            raise unknown("model", self.name, list_models())
 
     def build(self) -> nn.Module:
         """The model on the CPU (initialized from torch's global RNG)."""

@@ -15,8 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .checks import check_flag, check_number
-from .errors import ConfigError
+from .checks import check_flag, check_number, unknown
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 
@@ -41,7 +40,7 @@ def list_models() -> list[str]:
 def get_model(name: str, **config: Any) -> nn.Module:
     """Build the registered model ``name`` on the CPU with ``config`` as arguments."""
     if name not in _REGISTRY:
-        raise ConfigError(f"unknown model {name!r}; choose one of: {', '.join(list_models())}")
+        raise unknown("model", name, list_models())
     return _REGISTRY[name](**config)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .checks import unknown
 from .errors import ConfigError
 
 TARGET_MODES = ("next-digit", "previous-digit", "random", "least-likely")
@@ -38,4 +39,4 @@ def check_target(mode: object) -> str:
     """``mode`` if it names a target mode or a digit, else a :class:`ConfigError`."""
     if isinstance(mode, str) and (mode in TARGET_MODES or (len(mode) == 1 and mode.isdigit())):
         return mode
-    raise ConfigError(f"unknown target {mode!r}; choose one of: {', '.join(TARGET_MODES)}, or a digit 0-9")
+    raise unknown("target", mode, TARGET_MODES, ", or a digit 0-9")

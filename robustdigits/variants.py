@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .checks import unknown
 from .config import ModelSpec
-from .errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -40,4 +40,4 @@ def get_variant(name: str) -> Variant:
     for v in VARIANTS:
         if v.name == name:
             return v
-    raise ConfigError(f"unknown variant {name!r}; choose one of: {', '.join(variant_names())}")
+    raise unknown("variant", name, variant_names())

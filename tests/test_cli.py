@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -114,17 +115,18 @@ def test_bad_data_directory_is_one_line_and_nonzero(runner, tmp_path):
 
 def test_unknown_variant_and_checkpoint(runner):
     result = runner.invoke(main, ["evaluate", "lenet"])
-    assert result.exit_code == 1 and "'lenet' not found: no such checkpoint file" in result.output
+    assert result.exit_code == 2 and "'lenet' not found: no such checkpoint file" in result.output
     result = runner.invoke(main, ["evaluate", "textbook"])
     assert result.exit_code == 1 and "variant 'textbook' (seed 1) has no checkpoint on embedded data" in result.output
     assert "a model from 'robustdigits train' is a file: pass its path instead" in result.output
     result = runner.invoke(main, ["ablate", "--variants", "lenet"])
-    assert result.exit_code == 1 and "unknown variant 'lenet'; choose one of: tutorial" in result.output
+    assert result.exit_code == 2 and "Invalid value for '--variants': unknown variant 'lenet'; choose one of: " \
+        "tutorial" in result.output
 
 
 def test_invalid_option_value_names_it(runner):
     result = runner.invoke(main, ["train", "--lr", "0", "--steps", "5"])
-    assert result.exit_code == 1 and "lr must be in (0.0, 1000.0], got 0" in result.output
+    assert result.exit_code == 2 and "Invalid value for '--lr': lr must be in (0.0, 1000.0], got 0" in result.output
 
 
 def test_python_dash_m_works():
@@ -167,9 +169,9 @@ def test_attack_writes_gallery_images_and_results(runner, tmp_path, tutorial_che
 
 def test_attack_rejects_bad_options(runner, tutorial_checkpoint):
     result = runner.invoke(main, ["attack", "--model", tutorial_checkpoint, "--target", "eleven"])
-    assert result.exit_code == 1 and "unknown target 'eleven'" in result.output
+    assert result.exit_code == 2 and "unknown target 'eleven'" in result.output
     result = runner.invoke(main, ["attack", "--model", tutorial_checkpoint, "--eta", "0"])
-    assert result.exit_code == 1 and "eta must be > 0" in result.output
+    assert result.exit_code == 2 and "Invalid value for '--eta': eta must be > 0" in result.output
     result = runner.invoke(main, ["attack", "--model", tutorial_checkpoint, "--early-stop", "1.5"])
     assert result.exit_code == 2 and "--early-stop" in result.output
 
@@ -202,15 +204,22 @@ def test_bench_trains_a_missing_variant_first(runner, tmp_path, monkeypatch):
     monkeypatch.setattr(robustdigits.studies.ablation, "study_steps", lambda epochs, batch: 20)  # a tiny budget
     result = runner.invoke(main, ["bench", "--models", "tutorial", "--attacks", "fgsm", "--n", "5", "--out", "b"])
     assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
     assert ("tutorial names the ablation's variant 'tutorial' (tutorial network, momentum 0.5, dropout 0.5 built "
             "in), which has no finished checkpoint on embedded data: training it now with the ablation's settings "
-            "(seed 1, 20 SGD steps) into " + str(tmp_path / "checkpoints")) in " ".join(result.output.split())
+            "(seed 1, 20 SGD steps, roughly ") in said
+    assert re.search(r"roughly \d+ s on this machine\) into " + re.escape(str(tmp_path / "checkpoints")), said)
+    assert re.search(r"first, training 1 run not yet trained on embedded data \(20 SGD steps each, the ablation's "
+                     r"settings\): tutorial; roughly \d+ s on this machine", said)
+    again = runner.invoke(main, ["bench", "--models", "tutorial", "--attacks", "fgsm", "--n", "4", "--out", "b2"])
+    assert again.exit_code == 0 and "first, training" not in again.output  # nothing left to train: nothing said
     assert list((tmp_path / "checkpoints").glob("embedded-*/tutorial-seed1.pt"))
 
 
 def test_bench_rejects_unknown_attack(runner, tutorial_checkpoint):
     result = runner.invoke(main, ["bench", "--models", tutorial_checkpoint, "--attacks", "jsma"])
-    assert result.exit_code == 1 and "unknown attack 'jsma'; choose one of: rgd, fgsm" in result.output
+    assert result.exit_code == 2 and "Invalid value for '--attacks': unknown attack 'jsma'; choose one of: rgd, fgsm" \
+        in result.output
 
 
 def test_cuda_without_cuda_is_a_clear_error(runner, monkeypatch):

@@ -145,8 +145,8 @@ def test_unfinished_variant_is_not_used_by_name(runner, tmp_path, tiny_budget, m
     (["--dropout", "1.5"], "dropout must be in [0.0, 1.0), got 1.5"),
 ])
 def test_bad_training_options_are_refused_before_data_loads(runner, tmp_path, args, message):
-    error = one_line_error(runner.invoke(main, ["train", "--steps", "5", *args]))
-    assert message in error
+    error = one_line_error(runner.invoke(main, ["train", "--steps", "5", *args]), exit_code=2)
+    assert message in error and f"Invalid value for '{args[0]}'" in error
     assert not (tmp_path / "checkpoints").exists()
 
 
@@ -351,10 +351,23 @@ def test_evaluation_refuses_bad_data(images, labels, message):
     (["bench", "--models", "lenet"], "'lenet' not found"),
     (["bench", "--attacks", "jsma"], "unknown attack 'jsma'"),
     (["evaluate", "README.md"], "README.md is not a readable robustdigits checkpoint"),
+    (["attack", "--model", "README.md"], "README.md is not a readable robustdigits checkpoint"),
+    (["attack", "--target", "next"], "unknown target 'next' (did you mean 'next-digit'?)"),
+    (["attack", "--model", "textbok-momentum"], "(did you mean 'textbook-momentum'?)"),
+    (["attack", "--init", "refrence"], "'refrence' is not one of 'noise', 'reference'. (did you mean 'reference'?)"),
+    (["bench", "--attacks", "pgdd"], "Invalid value for '--attacks': unknown attack 'pgdd' (did you mean 'pgd'?)"),
+    (["bench", "--target", "nxt-digit"], "(did you mean 'next-digit'?)"),
+    (["robustness", "--variants", "textbok"], "Invalid value for '--variants': unknown variant 'textbok' (did you"),
+    (["data", "fetch", "--from", "nowhere.tgz"], "Invalid value for '--from': Path 'nowhere.tgz' does not exist."),
 ])
 def test_bad_attack_and_bench_options_are_refused_before_anything_trains(runner, tmp_path, args, message):
+    """A value the command line gets wrong is a usage error (exit 2); a file it names that is
+    no checkpoint is a bad input (exit 1). Either way before any data loads or any training."""
     (tmp_path / "README.md").write_text("# not a checkpoint")
-    assert message in one_line_error(runner.invoke(main, args))
+    result = runner.invoke(main, args)
+    code = 1 if args[-1] == "README.md" else 2
+    assert message in one_line_error(result, exit_code=code)
+    assert "data:" not in result.output and "device:" not in result.output
     assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "reports").exists()
 
 

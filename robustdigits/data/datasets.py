@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import DataError
+from ..errors import DataError, OutputError
+from ..fileio import write_text_atomic
 from .fetch import default_data_dir, fetch_mnist
 
 logger = logging.getLogger(__name__)
@@ -268,6 +269,29 @@ def load_mnist(data: str = "auto", download: bool = False) -> MNISTData:
         raise DataError(f"the data cache {root} holds IDX files that are not full MNIST (content sha256 "
                         f"{loaded.info.sha256[:12]}); run 'robustdigits data fetch --force'")
     return loaded
+
+
+AUTO_MARKER = "last-auto-data.txt"  # in the data cache: what --data auto meant the last time
+
+
+def auto_data_switched(info: DatasetInfo, root: str | os.PathLike[str] | None = None) -> str | None:
+    """The name of the data ``--data auto`` meant the last time, when it now means other
+    data (``info``), else None. Said once: the data cache's marker is updated (where the
+    cache exists). Before any fetch, auto meant the embedded subset."""
+    folder = Path(root) if root is not None else default_data_dir()
+    marker = folder / AUTO_MARKER
+    try:
+        before = marker.read_text().strip() or "embedded"
+    except (OSError, UnicodeDecodeError):
+        before = "embedded"
+    if before == info.name:
+        return None
+    if folder.is_dir():
+        try:
+            write_text_atomic(marker, info.name + "\n")
+        except OutputError:
+            logger.info("cannot write %s; the note on the data switch will be repeated", marker)
+    return before
 
 
 def has_all_idx_files(root: str | os.PathLike[str]) -> bool:

@@ -65,8 +65,9 @@ Progress = Callable[[str], None]
 
 
 def default_data_dir() -> Path:
-    """``$ROBUSTDIGITS_DATA`` or ``~/.cache/robustdigits``."""
-    return Path(os.environ.get("ROBUSTDIGITS_DATA", Path.home() / ".cache" / "robustdigits"))
+    """``$ROBUSTDIGITS_DATA`` (``~`` expanded, as for ``$ROBUSTDIGITS_CHECKPOINTS``) or
+    ``~/.cache/robustdigits``."""
+    return Path(os.environ.get("ROBUSTDIGITS_DATA", Path.home() / ".cache" / "robustdigits")).expanduser()
 
 
 def cache_folder(cache: str | os.PathLike[str] | None = None) -> Path:

@@ -24,6 +24,7 @@ from art.attacks.evasion import CarliniL2Method, DeepFool, FastGradientMethod, P
 from ..art_bridge import make_classifier
 from ..attacks.regularized_gd import RegularizedGradientDescent
 from ..checkpoints import load_checkpoint
+from ..checks import unknown
 from ..data.datasets import proportional_counts
 from ..data.pixels import MNIST_MEAN, MNIST_STD, to_pixels
 from ..errors import ConfigError
@@ -129,7 +130,7 @@ def run_grid(
     ``store``, the others computed (``fresh``: all of them) and saved as each finishes,
     so an interrupted grid resumes with only the cells it had not finished."""
     if executor not in EXECUTORS:
-        raise ConfigError(f"unknown executor {executor!r}; choose one of: {', '.join(EXECUTORS)}")
+        raise unknown("executor", executor, EXECUTORS)
     unique = list({s.key: s for s in specs}.values())
     pending = [s for s in unique if fresh or not store.has(s)]
     for spec in unique:

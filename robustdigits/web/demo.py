@@ -26,7 +26,10 @@ from torch.nn import functional
 
 from ..art_bridge import make_classifier
 from ..attacks.regularized_gd import RegularizedGradientDescent
+from ..checks import unknown
 from ..data.pixels import MNIST_MEAN, MNIST_STD
+from ..errors import ConfigError
+from ..targets import check_target, target_classes
 
 MAX_BODY = 2_000_000  # bytes of one request: a 280×280 canvas as JSON is about 0.4 MB
 MAX_SIDE = 560  # the canvas the page sends is at most this many pixels a side
@@ -92,8 +95,8 @@ class Demo:
 
     def classifier(self, payload: Mapping[str, Any]) -> Any:
         name = payload.get("model") or next(iter(self.models))
-        if name not in self.models:
-            raise BadInputError(f"unknown model {name!r}; choose one of: {', '.join(self.models)}")
+        if not isinstance(name, str) or name not in self.models:
+            raise BadInputError(str(unknown("model", name, list(self.models))))
         return self.classifiers[name]
 
     @staticmethod
@@ -109,15 +112,25 @@ class Demo:
         return {"pixels": x.ravel().round(4).tolist(), "probs": probs.round(5).tolist(),
                 "predicted": int(probs.argmax())}
 
+    @staticmethod
+    def target(choice: object, predicted: int, probs: np.ndarray) -> int:
+        """The target class: a digit 0-9, or a mode the command line takes (``next-digit``,
+        ``previous-digit``, ``random``, ``least-likely``, ``"0"``–``"9"``) applied to the
+        model's reading of the drawing."""
+        if isinstance(choice, int) and not isinstance(choice, bool) and 0 <= choice <= 9:
+            return choice
+        try:
+            mode = check_target(choice)
+        except ConfigError as e:
+            raise BadInputError(f"{e} (or a digit as a number)") from None
+        return int(target_classes(mode, np.array([predicted]), logits=np.log(probs[None] + 1e-12))[0])
+
     def attack(self, payload: Mapping[str, Any]) -> dict[str, Any]:
         classifier = self.classifier(payload)
         x = centre_digit(parse_image(payload))[None, None]
-        predicted = int(self.probabilities(classifier, x)[0].argmax())
-        target = payload.get("target", "next")
-        if target == "next":
-            target = (predicted + 1) % 10
-        if isinstance(target, bool) or not isinstance(target, int) or not 0 <= target <= 9:
-            raise BadInputError("the target must be a digit 0-9 or \"next\"")
+        probs = self.probabilities(classifier, x)[0]
+        predicted = int(probs.argmax())
+        target = self.target(payload.get("target", "next-digit"), predicted, probs)
         steps = payload.get("steps", 500)
         if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS:
             raise BadInputError(f"steps must be a whole number from 1 to {MAX_STEPS}")
