@@ -18,7 +18,8 @@ REPORTS = Path(__file__).resolve().parents[1] / "reports"
 
 
 @pytest.mark.parametrize(("report", "width", "all_shown"), [
-    ("mnist/bench.json", 120, False), ("mnist/bench.json", 80, False), ("mnist/bench.json", 200, True), ("robustness.json", 160, False),
+    ("mnist/bench.json", 120, False), ("mnist/bench.json", 80, False), ("mnist/bench.json", 200, True),
+    ("robustness.json", 160, False),
     ("robustness.json", 250, True), ("mnist/ablation.json", 80, False), ("mnist/ablation.json", 200, True),
 ])
 def test_a_table_never_cuts_or_splits_a_value_and_names_the_columns_it_leaves_out(monkeypatch, report, width,
