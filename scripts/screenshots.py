@@ -14,7 +14,8 @@ import torch
 from playwright.sync_api import sync_playwright
 
 from robustdigits import load_variant
-from robustdigits.web.demo import Demo, make_server
+from robustdigits.web.demo import Demo
+from robustdigits.web.server import make_server
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "img"

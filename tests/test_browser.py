@@ -18,7 +18,8 @@ import torch
 
 from robustdigits.report.page import write_index
 from robustdigits.report.tables import fmt
-from robustdigits.web.demo import MAX_BODY, Demo, make_server
+from robustdigits.web.demo import Demo
+from robustdigits.web.server import MAX_BODY, make_server
 
 REPORTS = Path(__file__).resolve().parents[1] / "reports"
 CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
@@ -160,3 +161,18 @@ def test_the_server_answers_bad_requests_with_a_message_not_an_error(demo_url):
     assert post(json.dumps({"image": [0.0] * 784}).encode()) == (400, "the canvas is empty: draw a digit first")
     assert post(json.dumps({"image": [2.0] * 784}).encode())[1] == "the image's grey levels must be numbers in [0, 1]"
     assert post(json.dumps({"image": [0.5] * 100}).encode())[0] == 400
+
+
+def test_a_model_name_with_html_in_it_is_shown_as_text(page, trained):
+    name = '<img src=x onerror="document.title=\'pwned\'">textbook'
+    server = make_server(Demo({name: trained.model.eval()}, torch.device("cpu")), 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        page.goto(f"http://127.0.0.1:{server.server_port}/")
+        page.wait_for_function("document.querySelectorAll('#model option').length === 1")
+        assert page.locator("#model option").first.text_content() == name
+        assert page.locator("#model img").count() == 0 and page.title() != "pwned"
+    finally:
+        server.shutdown()
+        server.server_close()

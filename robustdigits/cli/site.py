@@ -21,7 +21,8 @@ from ..studies.ablation import (
     resolve_checkpoint,
 )
 from ..variants import variant_names
-from ..web.demo import Demo, make_server
+from ..web.demo import Demo
+from ..web.server import make_server
 from .app import (
     CHECKPOINTS_HELP,
     CONTEXT,

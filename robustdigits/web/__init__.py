@@ -1,1 +1,2 @@
-"""The draw-a-digit demo: a loopback-only HTTP server (``demo``) and its single HTML page."""
+"""The draw-a-digit demo: the model work (``demo``), its loopback-only HTTP server closed
+to other sites (``server``) and its single HTML page."""

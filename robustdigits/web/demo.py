@@ -10,12 +10,9 @@ oversized or malformed request) is a 4xx answer whose JSON ``error`` the page sh
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from typing import Any
 
@@ -31,14 +28,13 @@ from ..data.pixels import MNIST_MEAN, MNIST_STD
 from ..errors import ConfigError
 from ..targets import check_target, target_classes
 
-MAX_BODY = 2_000_000  # bytes of one request: a 280×280 canvas as JSON is about 0.4 MB
 MAX_SIDE = 560  # the canvas the page sends is at most this many pixels a side
 MAX_STEPS = 2000
 FRAMES = 40  # iterates sent back for the page to play
 
 
 class BadInputError(ValueError):
-    """A request the page should explain to the user (HTTP 400 or 413)."""
+    """A request the page should explain to the user (a 4xx or 503 with this message)."""
 
     def __init__(self, message: str, status: HTTPStatus = HTTPStatus.BAD_REQUEST) -> None:
         super().__init__(message)
@@ -152,56 +148,3 @@ class Demo:
 
 def page() -> bytes:
     return resources.files("robustdigits.web").joinpath("demo.html").read_bytes()
-
-
-def make_server(demo: Demo, port: int = 0) -> ThreadingHTTPServer:
-    """A server on 127.0.0.1 (``port`` 0: a free one); ``server.server_port`` says which."""
-    lock = threading.Lock()  # one model computation at a time: torch threads are shared
-
-    class Handler(BaseHTTPRequestHandler):
-        server_version = "robustdigits-demo"
-
-        def log_message(self, format: str, *args: Any) -> None:  # quiet: the CLI prints the address
-            pass
-
-        def send(self, status: HTTPStatus, body: bytes, kind: str) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("Cache-Control", "no-store")
-            self.end_headers()
-            self.wfile.write(body)
-
-        def reply(self, status: HTTPStatus, obj: Any) -> None:
-            self.send(status, json.dumps(obj).encode(), "application/json")
-
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-            if self.path in ("/", "/index.html"):
-                self.send(HTTPStatus.OK, page(), "text/html; charset=utf-8")
-            elif self.path == "/api/models":
-                self.reply(HTTPStatus.OK, {"models": list(demo.models)})
-            else:
-                self.reply(HTTPStatus.NOT_FOUND, {"error": f"no page {self.path}"})
-
-        def do_POST(self) -> None:  # noqa: N802
-            routes = {"/api/predict": demo.predict, "/api/attack": demo.attack}
-            if self.path not in routes:
-                self.reply(HTTPStatus.NOT_FOUND, {"error": f"no endpoint {self.path}"})
-                return
-            try:
-                length = int(self.headers.get("Content-Length") or 0)
-                if length > MAX_BODY:
-                    raise BadInputError(f"the upload is too large ({length / 1e6:.1f} MB; at most {MAX_BODY / 1e6:.0f} "
-                                   "MB): use a smaller image", HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
-                try:
-                    payload = json.loads(self.rfile.read(length) or b"null")
-                except (ValueError, UnicodeDecodeError) as e:
-                    raise BadInputError("the request is not JSON: send it from the demo page") from e
-                if not isinstance(payload, dict):
-                    raise BadInputError("the request must be a JSON object with an image")
-                with lock:
-                    self.reply(HTTPStatus.OK, routes[self.path](payload))
-            except BadInputError as e:
-                self.reply(e.status, {"error": str(e)})
-
-    return ThreadingHTTPServer(("127.0.0.1", port), Handler)
