@@ -138,6 +138,27 @@ def test_tables_are_recomputed_from_the_per_sample_files_alone(tmp_path, small_d
     assert result.sweep["pgd"]["tutorial"][0] == result.rows[0].clean_accuracy
     low, high = result.sweep_ci["pgd"]["tutorial"][1]
     assert low <= result.sweep["pgd"]["tutorial"][1] <= high
+    # the committed grid.json says nothing of where the checkpoint was on the machine that ran it
+    grid_text = (tmp_path / "out" / "grid.json").read_text()
+    assert model_ref.checkpoint not in grid_text and '"checkpoint"' not in grid_text
+    assert "Every cell's time was measured on this run's machine (7 cells)." in \
+        (tmp_path / "out" / "bench.md").read_text()
+
+
+def test_reused_cells_name_the_machines_that_timed_them(tmp_path, small_data, model_ref):
+    from robustdigits.grid.cells import machines_note
+    from robustdigits.report.tables import machine_info
+
+    store = CellStore(tmp_path / "cells")
+    cells, _ = run_bench([model_ref], small_data, CONFIG, store, device=CPU)
+    results = [store.load(s) for s in cells.all]
+    other = {**results[0].machine, "machine": "aarch64", "cpu_count": 64}
+    results[0] = CellResult(results[0].spec, results[0].samples, results[0].seconds, other)
+    note = machines_note(results, machine_info(CPU))
+    here = machine_info(CPU)
+    assert note.startswith("Cells' times were measured where each cell was computed: 6 cells on x86_64 CPU") or \
+        here["machine"] != "x86_64"
+    assert "1 cell on aarch64 CPU, 64 cores" in note
 
 
 @pytest.fixture()

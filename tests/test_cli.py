@@ -70,6 +70,9 @@ def test_ablate_writes_reports_and_reuses_checkpoints(runner, tmp_path):
     assert [r["variant"] for r in report["records"]] == ["tutorial", "textbook-momentum"]
     acc = report["records"][1]["mean_accuracy"]
     assert 50 < acc <= 100
+    # checkpoints named in the cache, never by this machine's paths
+    assert re.fullmatch(r"embedded-[0-9a-f]{12}/tutorial-epochs1-seed1\.pt", report["records"][0]["checkpoints"][0])
+    assert str(tmp_path) not in (tmp_path / "out" / "ablation.json").read_text()
     md = (tmp_path / "out" / "ablation.md").read_text()
     assert "| textbook-momentum | textbook | 0.50 | none | 98.42 |" in md
     assert "Dataset: embedded MNIST subset" in md and "Budget: 1 epochs (125 SGD steps)" in md

@@ -23,7 +23,8 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ import numpy as np
 
 from ..errors import DataError, OutputError
 from ..fileio import pid_alive, write_text_atomic
+from ..report.tables import machine_line
 from ..scoring import wilson_interval
 
 CELL_FORMAT = 1  # bump when a cell's computation changes, so old results are not reused
@@ -76,8 +78,13 @@ class CellSpec:
         text = json.dumps(self.identity(), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:20]
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def to_dict(self, location: bool = True) -> dict[str, Any]:
+        """Its fields; ``location=False`` leaves out where the checkpoint was on the machine
+        that ran it (for files others read, such as a committed ``grid.json``)."""
+        d = asdict(self)
+        if not location:
+            del d["checkpoint"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CellSpec:
@@ -205,3 +212,15 @@ class CellStore:
             m = _TMP.match(entry.name)
             if m and not pid_alive(int(m["pid"])):
                 shutil.rmtree(entry, ignore_errors=True)
+
+
+def machines_note(results: Iterable[CellResult], here: dict[str, Any]) -> str:
+    """Which machines measured the cells' times: ``here`` (this run's) or, for cells reused
+    from earlier runs, the machines each cell.json records."""
+    counts = Counter(machine_line(r.machine) if r.machine else "unrecorded" for r in results)
+    if not counts:
+        return ""
+    if set(counts) == {machine_line(here)}:
+        return f"Every cell's time was measured on this run's machine ({sum(counts.values())} cells)."
+    return "Cells' times were measured where each cell was computed: " + "; ".join(
+        f"{n} cell{'s' if n > 1 else ''} on {line}" for line, n in counts.most_common()) + "."

@@ -171,7 +171,8 @@ def write_ablation_report(
          "published_accuracy": r.variant.published_accuracy, "accuracies": r.accuracies,
          "mean_accuracy": r.mean, "std_accuracy": r.std,
          "test_losses": [x.final.loss for x in r.runs],
-         "checkpoints": [str(x.checkpoint) for x in r.runs],
+         # named in the checkpoint cache, not by where that cache was on the machine that ran it
+         "checkpoints": ["/".join(Path(x.checkpoint).parts[-2:]) if x.checkpoint else None for x in r.runs],
          "train_config": config.train_config(r.variant, 1).to_dict()}
         for r in results
     ]

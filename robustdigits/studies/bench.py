@@ -23,7 +23,7 @@ from ..config import MAX_SEED
 from ..data.datasets import MNISTData
 from ..errors import DataError
 from ..fileio import write_text_atomic
-from ..grid.cells import CellResult, CellSpec, CellStore, ModelRef
+from ..grid.cells import CellResult, CellSpec, CellStore, ModelRef, machines_note
 from ..grid.runner import run_grid
 from ..report.plots import plot_curves
 from ..report.tables import machine_info, machine_line, write_report
@@ -198,7 +198,9 @@ def write_bench_report(result: BenchResult, config: BenchConfig, data: MNISTData
     notes = [
         f"Dataset: {data.info.short}; the first {n:,} test images, of which C&W and DeepFool attack a stratified "
         f"subset of {min(config.n_slow, n):,} (column n). Machine: {machine_line(machine)}; ms / image is each "
-        "cell's own time, measured when it ran (a reused cell keeps its time and machine, in its cell.json).",
+        "cell's own time, measured when it ran (a reused cell keeps its time and machine, in its cell.json). "
+        + (machines_note([store.load(s) for s in cells.all], machine) if cells is not None and store is not None
+           else ""),
         f"Targeted attacks aim at '{config.target}' and succeed when the model predicts the target; untargeted "
         "ones (DeepFool) succeed when it does not predict the true label. Success is over all n images, with its "
         "95% Wilson interval; distances are in pixel units ([0, 1]) over successful images.",
@@ -219,9 +221,9 @@ def write_bench_report(result: BenchResult, config: BenchConfig, data: MNISTData
     if cells is not None and store is not None:
         cells_at = os.path.relpath(store.root.absolute(), Path(out_dir).absolute())  # relative: the pair can move
         grid = {"config": dataclasses.asdict(config), "cells": cells_at,
-                "attacks": [{"model": m, "attack": a, "key": s.key, "spec": s.to_dict()}
+                "attacks": [{"model": m, "attack": a, "key": s.key, "spec": s.to_dict(location=False)}
                             for (m, a), s in cells.attacks.items()],
-                "sweeps": [{"model": m, "attack": a, "eps": e, "key": s.key, "spec": s.to_dict()}
+                "sweeps": [{"model": m, "attack": a, "eps": e, "key": s.key, "spec": s.to_dict(location=False)}
                            for (m, a, e), s in cells.sweeps.items()]}
         paths.append(write_text_atomic(Path(out_dir) / "grid.json", json.dumps(grid, indent=1) + "\n"))
     return paths
