@@ -13,7 +13,7 @@ from art.estimators.classification.classifier import ClassifierMixin
 from art.estimators.estimator import BaseEstimator, LossGradientsMixin
 
 from robustdigits.checks import check_choice, check_flag, check_int, check_number
-from robustdigits.errors import ConfigError
+from robustdigits.errors import ConfigError, DivergedError
 
 from ._backends import Backend, EstimatorBackend, TorchBackend, small_batch_convolutions, uses_torch_path
 
@@ -122,6 +122,9 @@ class RegularizedGradientDescent(EvasionAttack):
         progress: Callable[[int], None] | None = kwargs.get("progress")
         observe: Callable[[int, np.ndarray], None] | None = kwargs.get("observe")
         x_ref = self._check_x(x)
+        if not len(x_ref):  # nothing to attack: no prediction asked of the estimator either
+            self.success_step_, self.steps_used_ = np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+            return x_ref
         labels = self._labels(x_ref, y)
         x_init = self._initial(x_ref)
         backend: Backend = TorchBackend(self.estimator) if uses_torch_path(self.estimator) else \
@@ -164,6 +167,10 @@ class RegularizedGradientDescent(EvasionAttack):
             if grad is None:
                 break
             new = xa - self.learning_rate * ((grad if self.targeted else -grad) + self.penalty * (xa - refa))
+            if not bool(torch.isfinite(new).all()):
+                raise DivergedError(f"the attack's iterates stopped being finite at step {step + 1} (learning_rate "
+                                    f"{self.learning_rate:g}, penalty {self.penalty:g}, clip {self.clip}): lower "
+                                    "learning_rate or penalty (--eta, --lam), or keep the iterates clipped")
             if bounds is not None:
                 new = torch.minimum(torch.maximum(new, bounds[0]), bounds[1])
             if self.early_stop is not None:  # samples that just stopped keep their iterate
@@ -223,7 +230,12 @@ class RegularizedGradientDescent(EvasionAttack):
         if self.init == "reference":
             return x_ref.copy()
         rng = np.random.default_rng(self.seed)
-        return rng.normal(self.noise_mean, self.noise_std, size=x_ref.shape).astype(np.float32)
+        with np.errstate(over="ignore"):
+            start = rng.normal(self.noise_mean, self.noise_std, size=x_ref.shape).astype(np.float32)
+        if not np.isfinite(start).all():
+            raise ConfigError(f"noise_mean {self.noise_mean:g} and noise_std {self.noise_std:g} give starting points "
+                              "beyond float32; use noise of the pixels' scale (defaults 0.5 and 0.3)")
+        return start
 
     def _uses_torch_path(self) -> bool:
         return uses_torch_path(self.estimator)

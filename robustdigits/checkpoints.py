@@ -6,7 +6,9 @@ unpickler reads it (``weights_only=True``); it is written atomically.
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -62,6 +64,9 @@ class Checkpoint:
         return model.to(device).to(memory_format=fast_layout(device)).eval()
 
 
+FULL_BELOW = 1 << 20  # bytes free under which a failed torch.save is taken for a full disk
+
+
 def save_checkpoint(
     path: str | os.PathLike[str],
     *,
@@ -90,7 +95,12 @@ def save_checkpoint(
         "rng_state": rng_state,
     }
     with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+        try:
+            torch.save(payload, tmp)
+        except RuntimeError as e:  # torch reports a failed write as RuntimeError, whatever its cause
+            if shutil.disk_usage(tmp.parent).free >= FULL_BELOW:
+                raise  # not a full disk: a bug, shown with its traceback
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)) from e
     return Path(path)
 
 

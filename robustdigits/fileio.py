@@ -15,12 +15,14 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import json
+import math
 import os
 import re
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from .errors import BusyError, OutputError
 
@@ -125,6 +127,17 @@ def _check_name_lengths(path: Path, option: str) -> None:
     if too_long:
         raise OutputError(f"{option}: the name {too_long[0][:40]}… is longer than the {_name_max(path)} bytes the "
                           "file system takes; choose a shorter one")
+    whole = len(str(path.absolute()).encode())
+    if whole >= _path_max(path):
+        raise OutputError(f"{option}: the path {str(path)[:40]}… is {whole:,} bytes long, more than the "
+                          f"{_path_max(path):,} the system takes; choose a shorter one")
+
+
+def _path_max(path: Path) -> int:
+    try:
+        return os.pathconf(path.anchor or ".", "PC_PATH_MAX")
+    except (OSError, ValueError):
+        return 4096
 
 
 def _name_max(path: Path) -> int:
@@ -177,3 +190,19 @@ def exclusive(path: str | os.PathLike[str], what: str) -> Iterator[None]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(lock)
         os.close(fd)
+
+
+def json_text(obj: Any, *, indent: int | None = 2, default: Callable[[Any], Any] | None = None) -> str:
+    """Standard JSON (RFC 8259) of ``obj``, ending in a newline: a non-finite float (NaN,
+    ±inf, which JSON has no word for) is written as ``null``, never as bare ``NaN``."""
+
+    def finite(value: Any) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, dict):
+            return {k: finite(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [finite(v) for v in value]
+        return value
+
+    return json.dumps(finite(obj), indent=indent, default=default, allow_nan=False) + "\n"

@@ -25,9 +25,11 @@ def runner(tmp_path, monkeypatch):
 
 
 def train_default(steps: int = 30, model: str = "tutorial", epochs: int | None = None, batch: int = 64) -> str:
-    """Where 'train' saves by default: its own folder, named by every setting."""
+    """Where 'train' saves by default: its own folder per dataset, the file named by every setting."""
+    from robustdigits.data.datasets import EMBEDDED_SHA256
+
     budget = f"epochs{epochs}" if epochs else f"steps{steps}"
-    return f"checkpoints/train/{model}-lr0.01-m0.5-bs{batch}-{budget}-seed1.pt"
+    return f"checkpoints/train/embedded-{EMBEDDED_SHA256[:12]}/{model}-lr0.01-m0.5-bs{batch}-{budget}-seed1.pt"
 
 
 @pytest.mark.parametrize("command", [None, *COMMANDS])
@@ -50,9 +52,8 @@ def test_train_then_evaluate(runner, tmp_path):
     assert plot.read_bytes()[:4] == b"\x89PNG"
     assert not list(tmp_path.glob("checkpoints/embedded-*"))  # never where the ablation's variants live
 
-    again = runner.invoke(main, ["train", "--model", "tutorial", "--steps", "30"])
-    assert again.exit_code == 1
-    assert f"checkpoint {path} exists; pass --resume" in again.output
+    again = runner.invoke(main, ["train", "--model", "tutorial", "--steps", "30"])  # the same run, logged coarser
+    assert again.exit_code == 0 and f"already trained: {path} (30 steps on embedded data" in again.output
 
     ev = runner.invoke(main, ["evaluate", train_default(30)])
     assert ev.exit_code == 0, ev.output

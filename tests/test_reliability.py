@@ -168,7 +168,10 @@ def test_resume_of_a_missing_checkpoint(runner):
 
 
 def test_two_runs_on_one_checkpoint(small_data, tmp_path, runner):
-    path = tmp_path / "checkpoints" / "train" / "tutorial-lr0.01-m0.5-bs64-steps5-seed1.pt"  # train's default
+    from robustdigits.data.datasets import EMBEDDED_SHA256
+
+    path = (tmp_path / "checkpoints" / "train" / f"embedded-{EMBEDDED_SHA256[:12]}" /
+            "tutorial-lr0.01-m0.5-bs64-steps5-seed1.pt")  # train's default
     with exclusive(path, "checkpoint"):
         with pytest.raises(Exception, match=r"being written by another robustdigits process"):
             train(ModelSpec("tutorial"), SHORT, small_data, device=CPU, checkpoint=path)
@@ -352,6 +355,8 @@ def test_evaluation_refuses_bad_data(images, labels, message):
     (["bench", "--attacks", "jsma"], "unknown attack 'jsma'"),
     (["evaluate", "README.md"], "README.md is not a readable robustdigits checkpoint"),
     (["attack", "--model", "README.md"], "README.md is not a readable robustdigits checkpoint"),
+    (["attack", "--model", "."], "is a folder, not a checkpoint file"),
+    (["attack", "--steps", "0"], "Invalid value for '--steps': steps must be >= 1 from noise"),
     (["attack", "--target", "next"], "unknown target 'next' (did you mean 'next-digit'?)"),
     (["attack", "--model", "textbok-momentum"], "(did you mean 'textbook-momentum'?)"),
     (["attack", "--init", "refrence"], "'refrence' is not one of 'noise', 'reference'. (did you mean 'reference'?)"),
@@ -365,7 +370,7 @@ def test_bad_attack_and_bench_options_are_refused_before_anything_trains(runner,
     no checkpoint is a bad input (exit 1). Either way before any data loads or any training."""
     (tmp_path / "README.md").write_text("# not a checkpoint")
     result = runner.invoke(main, args)
-    code = 1 if args[-1] == "README.md" else 2
+    code = 1 if args[-1] in ("README.md", ".") else 2
     assert message in one_line_error(result, exit_code=code)
     assert "data:" not in result.output and "device:" not in result.output
     assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "reports").exists()
@@ -451,7 +456,10 @@ def test_sigterm_is_handled_like_ctrl_c(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "robustdigits", "train", "--model", "tutorial", "--epochs", "50",
                              "--threads", "1"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    path = tmp_path / "cache" / "checkpoints" / "train" / "tutorial-lr0.01-m0.5-bs64-epochs50-seed1.pt"
+    from robustdigits.data.datasets import EMBEDDED_SHA256
+
+    path = (tmp_path / "cache" / "checkpoints" / "train" / f"embedded-{EMBEDDED_SHA256[:12]}" /
+            "tutorial-lr0.01-m0.5-bs64-epochs50-seed1.pt")
     deadline = time.time() + 120
     while not path.exists() and time.time() < deadline:
         time.sleep(0.2)  # the first epoch's checkpoint

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ from rich.progress import (
     TaskID,
 )
 
-from ..checkpoints import default_checkpoints
+from ..checkpoints import Checkpoint, default_checkpoints, load_checkpoint
 from ..config import ModelSpec, TrainConfig
 from ..data.datasets import MNISTData
 from ..data.loader import TensorLoader
@@ -75,11 +76,12 @@ from .refs import (
 @click.option("--seed", type=int, default=1, show_default=True)
 @click.option("--log-interval", type=int, default=10, show_default=True, help="Steps between recorded losses.")
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=None,
-              help="Where to save  [default: <checkpoints>/train/<model>[-dropout<p>]-<settings>.pt, e.g. "
-                   "~/.cache/robustdigits/checkpoints/train/textbook-lr0.01-m0.5-bs64-epochs3-seed1.pt; never an "
-                   "ablation variant's file]")
+              help="Where to save  [default: <checkpoints>/train/<dataset>-<hash>/<model>[-dropout<p>]-<settings>.pt, "
+                   "e.g. ~/.cache/robustdigits/checkpoints/train/mnist-1e35582d42a9/textbook-lr0.01-m0.5-bs64-epochs3-"
+                   "seed1.pt; never an ablation variant's place]")
 @click.option("--resume", is_flag=True, help="Continue the run saved in --checkpoint.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing --checkpoint.")
+@click.option("--overwrite", is_flag=True, help="Train again where a checkpoint of these settings exists (a finished "
+              "one is otherwise reported, not retrained).")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Folder for the loss-curve PNG  [default: reports/runs/<dataset>/train]")
 @data_options
@@ -100,17 +102,27 @@ def train(model: str, dropout: float | None, epochs: int, steps: int | None, bat
                              lr=lr, momentum=momentum, seed=seed, log_interval=log_interval)
     name = model + ("" if dropout is None else f"-dropout{dropout:g}")
     budget = f"steps{steps}" if steps is not None else f"epochs{epochs}"
-    path = (checkpoint or default_checkpoints() / "train" /
-            f"{name}-lr{lr:g}-m{momentum:g}-bs{batch_size}-{budget}-seed{seed}.pt").absolute()
-    if resume and not path.exists():
-        raise CheckpointError(f"nothing to resume: checkpoint {path.resolve()} not found; drop --resume to start "
-                              "a new run")
-    if path.exists() and not (resume or overwrite):
-        raise CheckpointError(f"checkpoint {path} exists; pass --resume to continue it or --overwrite to replace it")
-    check_writable_file(path, "--checkpoint")
+    root = default_checkpoints()
+    if checkpoint is not None:
+        refuse_variant_slot(checkpoint.absolute(), root)
+        if resume and not checkpoint.exists():
+            raise CheckpointError(f"nothing to resume: checkpoint {checkpoint.resolve()} not found; drop --resume to "
+                                  "start a new run")
+        check_writable_file(checkpoint.absolute(), "--checkpoint")
     if out is not None:
         check_writable_dir(out, "--out")
     data, device = setup(**common)
+    # named by the data too: the same settings on other data are another run
+    path = (checkpoint or root / "train" / f"{data.info.name}-{data.info.sha256[:12]}" /
+            f"{name}-lr{lr:g}-m{momentum:g}-bs{batch_size}-{budget}-seed{seed}.pt").absolute()
+    if resume and not path.exists():
+        raise CheckpointError(f"nothing to resume: checkpoint {path} not found; drop --resume to start a new run")
+    if path.exists() and not (resume or overwrite):
+        done = finished_run(path, spec, config, data)
+        console.print(f"already trained: {path} ({done.step:,} steps on {data.info.name} data, test accuracy "
+                      f"{done.metrics['test_accuracy'][-1]:.2f}%); pass --overwrite to train it again")
+        return
+    check_writable_file(path, "--checkpoint")
     out = out or check_writable_dir(RUNS / data.info.name / "train", "--out")
     announce(data, device)
     with make_progress() as progress:
@@ -156,6 +168,38 @@ def evaluate(model_ref: str, checkpoints: Path | None, **common: Any) -> None:
     render(f"{model_ref}: per-digit accuracy", EVAL_COLUMNS, rows, styles=[None] * 10 + ["bold"])
     console.print(f"test accuracy {result.accuracy:.2f}%  test loss {result.loss:.4f}\n"
                   f"checkpoint: {ckpt.path.absolute()}")
+
+
+def refuse_variant_slot(path: Path, root: Path) -> None:
+    """``train`` never writes a variant's place, ``<checkpoints>/<dataset>-<hash>/…``: that
+    holds what ``ablate`` trained, so a variant's name always means that variant."""
+    try:
+        inside = path.resolve().relative_to(root.resolve())
+    except ValueError:
+        return
+    if len(inside.parts) == 2 and re.fullmatch(r"[\w.]+-[0-9a-f]{12}", inside.parts[0]):
+        raise click.UsageError(f"Invalid value for '--checkpoint': {path} is a variant's place in the checkpoint "
+                               f"cache ({root / inside.parts[0]}), where 'ablate' keeps each variant; save "
+                               f"elsewhere, or leave --checkpoint out to save under {root / 'train'}")
+
+
+def finished_run(path: Path, spec: ModelSpec, config: TrainConfig, data: MNISTData) -> Checkpoint:
+    """The finished checkpoint of this very run (same network, settings and data), or a
+    CheckpointError saying what to do with the one at ``path``."""
+    ckpt = load_checkpoint(path)
+    # what decides the weights (how often losses are logged or the test batch size does not)
+    def weights(c: TrainConfig) -> dict[str, Any]:
+        return {k: v for k, v in c.to_dict().items() if k not in ("log_interval", "test_batch_size")}
+
+    same = (ckpt.model_spec == spec and weights(ckpt.train_config) == weights(config)
+            and ckpt.dataset.sha256 == data.info.sha256)
+    if not same:
+        raise CheckpointError(f"checkpoint {path} exists and was trained with other settings or data; pass "
+                              "--overwrite to replace it, or --checkpoint to save elsewhere")
+    if not ckpt.complete:
+        raise CheckpointError(f"checkpoint {path} is unfinished (step {ckpt.step:,} of {ckpt.total_steps:,}); pass "
+                              "--resume to continue it or --overwrite to start again")
+    return ckpt
 
 
 def ablation_settings(config: AblationConfig, chosen: Sequence[Variant], data: MNISTData) -> dict[str, Any]:

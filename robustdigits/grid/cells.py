@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError, OutputError
-from ..fileio import pid_alive, write_text_atomic
+from ..fileio import json_text, pid_alive, write_text_atomic
 from ..report.tables import machine_line
 from ..scoring import wilson_interval
 
@@ -155,8 +155,17 @@ class CellStore:
         except Exception as e:  # a damaged zip, pickle or JSON raises several types
             raise DataError(f"cell {folder} is unreadable ({type(e).__name__}: {e}); delete that folder or rerun "
                             "with --fresh") from e
+        try:
+            stored = CellSpec.from_dict(meta["spec"])
+            seconds, machine = float(meta["seconds"]), dict(meta["machine"])
+        except (TypeError, KeyError, ValueError) as e:  # JSON that parses but is not a cell's
+            raise DataError(f"cell {folder} is unreadable (its cell.json is not a cell's: {type(e).__name__}: {e}); "
+                            "delete that folder or rerun with --fresh") from e
+        if stored.key != spec.key:  # an entry proves it is what its key says
+            raise DataError(f"{folder} holds the cell {stored.key}, not {spec.key}: it was moved or edited; delete "
+                            "that folder or rerun with --fresh")
         check_samples(samples)
-        return CellResult(CellSpec.from_dict(meta["spec"]), samples, meta["seconds"], meta["machine"])
+        return CellResult(stored, samples, seconds, machine)
 
     def save(self, result: CellResult, *, replace: bool = False) -> bool:
         """Write a finished cell. Returns False (and writes nothing) when the cell is already
@@ -182,12 +191,15 @@ class CellStore:
                 np.savez_compressed(f, **arrays)
             meta = {"spec": result.spec.to_dict(), "key": key, "format": CELL_FORMAT, "n": result.n,
                     "seconds": result.seconds, "machine": result.machine}
-            write_text_atomic(tmp / "cell.json", json.dumps(meta, indent=2) + "\n")
+            write_text_atomic(tmp / "cell.json", json_text(meta))
             with self._swap(target, replace) as old:
                 if old is None and target.exists():  # another worker finished it first
                     return False
                 os.rename(tmp, target)
             return True
+        except OSError as e:  # a full disk while writing the samples: nothing half-written is left
+            raise OutputError(f"cannot write cell {key} to {self.root} ({e.strerror or e}); free some space or "
+                              "choose another --cells folder") from e
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from ..errors import OutputError
-from ..fileio import write_text_atomic
+from ..fileio import json_text, write_text_atomic
 
 
 def machine_info(device: torch.device) -> dict[str, Any]:
@@ -96,7 +96,7 @@ def write_report(
     writer.writerow(columns)
     writer.writerows([["" if c is None else c for c in row] for row in rows])
     table = {"title": title, "notes": list(notes), "columns": list(columns), "rows": [list(r) for r in rows]}
-    payload = json.dumps({"meta": meta, "table": table, "records": records}, indent=2, default=_json_default) + "\n"
+    payload = json_text({"meta": meta, "table": table, "records": records}, default=_json_default)
     return [
         write_text_atomic(out / f"{stem}.md", md),
         write_text_atomic(out / f"{stem}.csv", buf.getvalue()),

@@ -215,6 +215,28 @@ def trained_checkpoint(
     return resolve_checkpoint(ref, data.info, checkpoints, seed)
 
 
+def check_is_variant(ckpt: Checkpoint, variant: Variant, seed: int, dataset: DatasetInfo,
+                     config: AblationConfig | None = None) -> None:
+    """A checkpoint found in a variant's place must be that variant: its network and
+    arguments, the ablation's training settings for ``seed``, and ``dataset``. Anything else
+    (a file copied or trained there by hand) is refused by name, never used as the variant."""
+    expected = (config or AblationConfig()).train_config(variant, seed)
+    wrong = []
+    if ckpt.model_spec != variant.model:
+        wrong.append(f"network {ckpt.model_spec.name} {ckpt.model_spec.kwargs or ''}".rstrip() + " (expected "
+                     f"{variant.model.name} {variant.model.kwargs or ''}".rstrip() + ")")
+    if ckpt.train_config != expected:
+        differ = [k for k, v in expected.to_dict().items() if ckpt.train_config.to_dict().get(k) != v]
+        wrong.append("training settings " + ", ".join(f"{k} {ckpt.train_config.to_dict().get(k)} (expected "
+                                                     f"{expected.to_dict()[k]})" for k in differ))
+    if ckpt.dataset.sha256 != dataset.sha256:
+        wrong.append(f"{ckpt.dataset.name} data (expected {dataset.name})")
+    if wrong:
+        raise CheckpointError(f"{ckpt.path} sits in variant {variant.name!r}'s place (seed {seed}) but holds "
+                              f"{'; '.join(wrong)}: it is not that variant; move it away and run 'robustdigits "
+                              f"ablate --variants {variant.name}' (a model of your own is passed by its file)")
+
+
 def resolve_checkpoint(ref: str, dataset: DatasetInfo, root: str | os.PathLike[str], seed: int = 1) -> Checkpoint:
     """``ref`` is a checkpoint path, or a variant name trained by ``ablate`` on ``dataset``
     (its checkpoint for ``seed``). A variant's checkpoint must be finished; a file may be
@@ -227,6 +249,7 @@ def resolve_checkpoint(ref: str, dataset: DatasetInfo, root: str | os.PathLike[s
                 f"'robustdigits ablate --variants {ref}'" + (f" --seeds {seed}" if seed > 1 else "")
                 + " (a model from 'robustdigits train' is a file: pass its path instead)")
         ckpt = load_checkpoint(path)
+        check_is_variant(ckpt, get_variant(ref), seed, dataset)
         if not ckpt.complete:
             raise CheckpointError(f"variant {ref!r}'s checkpoint {path} is unfinished (step {ckpt.step:,} "
                                   f"of {ckpt.total_steps:,}); finish it with 'robustdigits ablate --variants {ref}'")

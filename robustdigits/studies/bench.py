@@ -22,7 +22,7 @@ from ..checks import check_choice, check_int, check_number
 from ..config import MAX_SEED
 from ..data.datasets import MNISTData
 from ..errors import DataError
-from ..fileio import write_text_atomic
+from ..fileio import json_text, write_text_atomic
 from ..grid.cells import CellResult, CellSpec, CellStore, ModelRef, machines_note
 from ..grid.runner import run_grid
 from ..report.plots import plot_curves
@@ -225,7 +225,7 @@ def write_bench_report(result: BenchResult, config: BenchConfig, data: MNISTData
                             for (m, a), s in cells.attacks.items()],
                 "sweeps": [{"model": m, "attack": a, "eps": e, "key": s.key, "spec": s.to_dict(location=False)}
                            for (m, a, e), s in cells.sweeps.items()]}
-        paths.append(write_text_atomic(Path(out_dir) / "grid.json", json.dumps(grid, indent=1) + "\n"))
+        paths.append(write_text_atomic(Path(out_dir) / "grid.json", json_text(grid, indent=1)))
     return paths
 
 

@@ -44,6 +44,9 @@ class AttackConfig:
     def __post_init__(self) -> None:
         check_target(self.target)
         check_int("steps", self.steps, 0)
+        if self.steps == 0 and self.init == "noise":
+            raise ConfigError("steps must be >= 1 from noise: with 0 steps the starting noise itself would be scored "
+                              "as the attack's result; pass --steps 1 or more, or --init reference")
         check_number("eta", self.eta, 0.0, low_open=True)
         check_number("lam", self.lam, 0.0)
         check_choice("init", self.init, INITS)
