@@ -128,3 +128,18 @@ def test_a_cell_json_of_the_wrong_structure_is_named(tmp_path, meta):
     np.savez(folder / "samples.npz", index=np.arange(4))
     with pytest.raises(DataError, match=rf"cell {folder} is unreadable .*delete that folder or rerun with --fresh"):
         store.load(spec)
+
+
+def test_a_checkpoint_in_an_adversarial_rows_place_must_be_that_row(runner, tmp_path, data):
+    import torch
+
+    from robustdigits.errors import CheckpointError
+    from robustdigits.studies.robustness import RobustnessConfig, adversarial_checkpoint
+
+    target = slot(tmp_path, "adv-pgd")
+    target.parent.mkdir(parents=True)
+    shutil.copy(trained_file(runner, tmp_path), target)  # a normally trained tutorial net
+    with pytest.raises(CheckpointError, match=r"sits in the place of the adversarially trained row 'adv-pgd' but "
+                                              "was trained with other settings, data or network"):
+        adversarial_checkpoint("adv-pgd", data, tmp_path / "checkpoints", RobustnessConfig(),
+                               device=torch.device("cpu"))

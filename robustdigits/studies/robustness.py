@@ -42,6 +42,7 @@ from ..config import ModelSpec, TrainConfig
 from ..data.datasets import MNISTData
 from ..data.loader import TensorLoader
 from ..data.pixels import MNIST_MEAN, MNIST_STD, to_pixels
+from ..errors import CheckpointError
 from ..evaluation import evaluate
 from ..grid.cells import CellResult, CellSpec, CellStore, ModelRef
 from ..grid.runner import run_grid
@@ -248,6 +249,13 @@ def sanity_checks(rows: Sequence[RowResult], config: RobustnessConfig) -> list[s
 # --- adversarial training --------------------------------------------------------------------------------
 
 
+def adversarial_settings(row: str, config: RobustnessConfig) -> dict[str, Any]:
+    """What else decides an adversarially trained row's weights, kept in its checkpoint."""
+    if row == "adv-pgd":
+        return {"eps": config.adv_eps, "pgd_steps": config.adv_pgd_steps}
+    return {"rgd_steps": config.adv_rgd_steps, "targeted": row == "adv-rgd-next-digit"}
+
+
 def adversarial_checkpoint(row: str, data: MNISTData, root: str | os.PathLike[str], config: RobustnessConfig,
                            *, device: torch.device, seed: int = 1,
                            announce: Callable[[str, Path], None] | None = None,
@@ -255,12 +263,21 @@ def adversarial_checkpoint(row: str, data: MNISTData, root: str | os.PathLike[st
     """The textbook network with momentum, adversarially trained as ``row`` says (cached
     in the checkpoint folder like the ablation's variants; trained first when missing)."""
     path = checkpoint_path(root, data.info, row, seed)
-    if path.is_file():
-        return load_checkpoint(path)
-    if announce:
-        announce(row, path.absolute())
     spec = ModelSpec("textbook")
     train_config = TrainConfig(epochs=config.adv_epochs, momentum=0.5, seed=seed)
+    settings = adversarial_settings(row, config)
+    if path.is_file():
+        ckpt = load_checkpoint(path)
+        stored = ckpt.metrics.get("adversarial_settings", [None])[0]
+        if (ckpt.model_spec != spec or ckpt.train_config != train_config or ckpt.dataset.sha256 != data.info.sha256
+                or ckpt.metrics.get("adversarial_training") != [ADVERSARIAL_LABELS[row]]
+                or (stored is not None and stored != settings)):
+            raise CheckpointError(f"{path} sits in the place of the adversarially trained row {row!r} but was "
+                                  "trained with other settings, data or network; move it away and rerun "
+                                  "'robustdigits robustness' to train it")
+        return ckpt
+    if announce:
+        announce(row, path.absolute())
     torch.manual_seed(seed)
     np.random.seed(seed)  # ART's trainers shuffle with NumPy's global generator
     model = spec.build().to(device)
@@ -300,7 +317,8 @@ def adversarial_checkpoint(row: str, data: MNISTData, root: str | os.PathLike[st
     final = evaluate(model, loader)
     metrics: dict[str, list[Any]] = {"test_epoch": [config.adv_epochs], "test_step": [batches],
                                      "test_accuracy": [final.accuracy], "test_loss": [final.loss],
-                                     "adversarial_training": [ADVERSARIAL_LABELS[row]]}
+                                     "adversarial_training": [ADVERSARIAL_LABELS[row]],
+                                     "adversarial_settings": [settings]}
     save_checkpoint(path, model_spec=spec, train_config=train_config, dataset=data.info, model=model,
                     optimizer=optimizer, metrics=metrics, epoch=config.adv_epochs, step=batches, complete=True)
     return load_checkpoint(path)
