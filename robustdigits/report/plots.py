@@ -12,7 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.figure import Figure
+from matplotlib.image import imsave
+from matplotlib.patches import Rectangle
 
 from ..fileio import atomic_path
 
@@ -37,15 +40,17 @@ def plot_loss_curve(metrics: dict[str, list[Any]], path: str | os.PathLike[str],
     return _save(fig, path)
 
 
-def save_image(image: np.ndarray, path: str | os.PathLike[str]) -> Path:
-    """One (28, 28) image in [0, 1] as a grayscale PNG (values outside are clipped)."""
-    fig = Figure(figsize=(1.4, 1.4))
-    ax = fig.add_axes((0, 0, 1, 1))
-    ax.imshow(np.clip(image, 0, 1), cmap="gray", vmin=0, vmax=1)
-    ax.axis("off")
+def save_image(image: np.ndarray, path: str | os.PathLike[str], scale: int = 2) -> Path:
+    """One (28, 28) image in [0, 1] as a grayscale PNG, each pixel ``scale``×``scale``
+    (values outside are clipped). Written directly, without a figure: a hundred of them
+    take milliseconds, not the seconds a figure each would."""
+    pixels = np.kron(np.clip(image, 0, 1), np.ones((scale, scale)))
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=40)
+        imsave(tmp, pixels, cmap="gray", vmin=0, vmax=1, format="png")
     return Path(path)
+
+
+_GAP = 4  # pixels between the panels of a gallery
 
 
 def plot_gallery(
@@ -55,24 +60,36 @@ def plot_gallery(
     path: str | os.PathLike[str],
     title: str,
 ) -> Path:
-    """Rows of reference | adversarial | difference (images (N, 28, 28) in [0, 1]).
-    ``labels[i]`` captions row i, e.g. ``"7 → 8 (pred 8, 0.99)"``."""
-    n = len(references)
-    fig = Figure(figsize=(4.8, 1.6 * n + 0.4), layout="constrained")
-    axes = fig.subplots(n, 3, squeeze=False)
+    """Rows of reference | adversarial | difference (images (N, 28, 28) in [0, 1]), the
+    difference in red/blue scaled to its own largest change (shown as ±bound).
+    ``labels[i]`` captions row i, e.g. ``"7 → 8 (pred 8, 0.99)"``. The panels are laid out
+    as one picture with one set of axes, so a gallery of 100 rows takes a second."""
+    n, side = len(references), references.shape[-1]
+    cell = side + _GAP
+    canvas = np.ones((n * cell - _GAP, 3 * cell - _GAP, 3))
+    bounds = []
     for i in range(n):
         diff = adversarials[i] - references[i]
         bound = max(float(np.abs(diff).max()), 1e-6)
-        panels = ((references[i], "gray", 0, 1, "reference"), (adversarials[i], "gray", 0, 1, "adversarial"),
-                  (diff, "seismic", -bound, bound, f"difference (±{bound:.2f})"))
-        for ax, (img, cmap, lo, hi, name) in zip(axes[i], panels):
-            ax.imshow(img, cmap=cmap, vmin=lo, vmax=hi)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if i == 0 or name.startswith("difference"):
-                ax.set_title(name, fontsize=8)
-        axes[i][0].set_ylabel(labels[i], fontsize=8)
-    fig.suptitle(title, fontsize=10)
+        bounds.append(bound)
+        top = i * cell
+        for k, img in enumerate((references[i], adversarials[i])):
+            canvas[top:top + side, k * cell:k * cell + side] = np.clip(img, 0, 1)[..., None]
+        canvas[top:top + side, 2 * cell:2 * cell + side] = colormaps["seismic"]((diff / bound + 1) / 2)[..., :3]
+    width = 4.0  # inches of pictures; the figure adds room for the captions and the titles
+    height = width * canvas.shape[0] / canvas.shape[1]
+    fig = Figure(figsize=(width + 0.8, height + 0.9))
+    ax = fig.add_axes((0.8 / (width + 0.8), 0.0, width / (width + 0.8), height / (height + 0.9)))
+    ax.imshow(canvas, interpolation="nearest")
+    ax.set_axis_off()
+    for k, name in enumerate(("reference", "adversarial", "difference")):
+        ax.text(k * cell + side / 2, -6, name, ha="center", va="bottom", fontsize=8)  # above row 0's ±bound
+    for i, (label, bound) in enumerate(zip(labels, bounds)):
+        ax.text(-3, i * cell + side / 2, label, ha="right", va="center", rotation=90, fontsize=8)
+        ax.text(2 * cell + side / 2, i * cell - 0.5, f"±{bound:.2f}", ha="center", va="bottom", fontsize=6)
+        # a frame: white is "no change" in the difference, the page around it too
+        ax.add_patch(Rectangle((2 * cell - 0.5, i * cell - 0.5), side, side, fill=False, lw=0.6))
+    ax.set_title(title, fontsize=10, pad=30)
     return _save(fig, path)
 
 
