@@ -21,13 +21,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from common import parse
+from common import median_time, parse
 
 from robustdigits.checkpoints import load_checkpoint
 from robustdigits.config import ModelSpec, TrainConfig
@@ -41,14 +40,6 @@ from robustdigits.training import train
 STEPS = (20, 220)  # the command at two budgets: their difference is 200 steps
 IMAGES = 100  # --per-class 10
 
-
-def median_time(fn: Callable[[], object], rounds: int) -> float:
-    times = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def command_seconds(checkpoint: Path, steps: int, threads: int, out: Path) -> float:

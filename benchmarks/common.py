@@ -1,8 +1,11 @@
-"""What both benchmark scripts share: --threads and --device, parsed once."""
+"""What the benchmark scripts share: --threads and --device, parsed once; a median timer."""
 
 from __future__ import annotations
 
 import argparse
+import statistics
+import time
+from collections.abc import Callable
 
 import torch
 
@@ -17,3 +20,13 @@ def parse(parser: argparse.ArgumentParser) -> tuple[argparse.Namespace, torch.de
     if args.threads:
         torch.set_num_threads(args.threads)
     return args, resolve_device(args.device)
+
+
+def median_time(fn: Callable[[], object], rounds: int) -> float:
+    """The median wall time of ``rounds`` calls of ``fn``, in seconds."""
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)

@@ -18,13 +18,12 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from common import parse
+from common import median_time, parse
 from robustdigits.attacks.regularized_gd import RegularizedGradientDescent
 
 from robustdigits.art_bridge import make_classifier
@@ -41,14 +40,6 @@ from robustdigits.training import TrainEvent, train
 
 CL = torch.channels_last
 
-
-def median_time(fn: Callable[[], object], rounds: int) -> float:
-    times = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def plain_train(images: torch.Tensor, labels: torch.Tensor, steps: int, layout: torch.memory_format) -> float:
