@@ -167,10 +167,10 @@ class RegularizedGradientDescent(EvasionAttack):
             if grad is None:
                 break
             new = xa - self.learning_rate * ((grad if self.targeted else -grad) + self.penalty * (xa - refa))
-            if not bool(torch.isfinite(new).all()):
-                raise DivergedError(f"the attack's iterates stopped being finite at step {step + 1} (learning_rate "
-                                    f"{self.learning_rate:g}, penalty {self.penalty:g}, clip {self.clip}): lower "
-                                    "learning_rate or penalty (--eta, --lam), or keep the iterates clipped")
+            # Checked every few steps and after the loop: a NaN stays NaN, and the check costs as much as the
+            # bookkeeping of a step at small batches (an iterate clipped back from ±inf is finite again).
+            if (step + 1) % _FINITE_EVERY == 0:
+                self._check_finite(new, step + 1)
             if bounds is not None:
                 new = torch.minimum(torch.maximum(new, bounds[0]), bounds[1])
             if self.early_stop is not None:  # samples that just stopped keep their iterate
@@ -186,7 +186,14 @@ class RegularizedGradientDescent(EvasionAttack):
                 observe(step + 1, x.detach().cpu().numpy())
         if progress and step < self.max_iter:
             progress(self.max_iter - step)
+        self._check_finite(x, step)  # however the loop ended (an early stop, say)
         return tracker.result(x).cpu().numpy(), tracker.first.cpu().numpy(), tracker.last.cpu().numpy()
+
+    def _check_finite(self, x: torch.Tensor, step: int) -> None:
+        if not bool(torch.isfinite(x).all()):
+            raise DivergedError(f"the attack's iterates stopped being finite by step {step} (learning_rate "
+                                f"{self.learning_rate:g}, penalty {self.penalty:g}, clip {self.clip}): lower "
+                                "learning_rate or penalty (--eta, --lam), or keep the iterates clipped")
 
     # ------------------------------------------------------------------ inputs
 
@@ -239,6 +246,9 @@ class RegularizedGradientDescent(EvasionAttack):
 
     def _uses_torch_path(self) -> bool:
         return uses_torch_path(self.estimator)
+
+
+_FINITE_EVERY = 25  # steps between checks that the iterates are finite
 
 
 class _Tracker:

@@ -99,7 +99,7 @@ def test_iterates_that_stop_being_finite_stop_the_attack_in_one_line(classifier,
     x = data.test_images[:4].float().div(255).unsqueeze(1).numpy()
     attack = RegularizedGradientDescent(classifier, learning_rate=1e38, penalty=1e38, clip=False, max_iter=20,
                                         init="reference")
-    with pytest.raises(DivergedError, match=r"the attack's iterates stopped being finite at step \d+ \(learning_rate "
+    with pytest.raises(DivergedError, match=r"the attack's iterates stopped being finite by step \d+ \(learning_rate "
                                             r"1e\+38, penalty 1e\+38, clip False\): lower learning_rate or penalty"):
         attack.generate(x, y=np.ones(4, dtype=np.int64))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,6 +96,7 @@ class AttackOutcome:
     steps_used: np.ndarray  # gradient steps run (fewer after an early stop)
     x_ref: np.ndarray  # (N, 1, 28, 28) pixels
     x_adv: np.ndarray
+    seconds: float = 0.0  # wall time of the attack itself (generate), on the machine in the report
 
     def records(self) -> list[dict[str, Any]]:
         return [
@@ -124,12 +126,14 @@ def run_experiment(
     logits = classifier.predict(x_ref) if config.target == "least-likely" else None
     targets = target_classes(config.target, labels, logits, seed=config.seed)
     attack = build_attack(classifier, config)
+    start = time.perf_counter()
     x_adv = attack.generate(x_ref, targets, progress=progress)
+    seconds = time.perf_counter() - start
     probs = torch.from_numpy(classifier.predict(x_adv)).softmax(1).numpy()
     l2, linf = perturbation_norms(x_ref, x_adv)
     return AttackOutcome(config, indices, labels, targets, probs.argmax(1),
                          probs[np.arange(len(targets)), targets], l2, linf, attack.success_step_, attack.steps_used_,
-                         x_ref, x_adv)
+                         x_ref, x_adv, seconds)
 
 
 COLUMNS = ["test index", "true", "target", "predicted", "target confidence", "L2", "L∞", "target held from step",
@@ -170,7 +174,8 @@ def write_experiment_report(outcome: AttackOutcome, out_dir: str | os.PathLike[s
              COLUMN_NOTES,
              f"Machine: {machine_line(machine)}."]
     meta = {"settings": settings, "model": model_name, "dataset": dataclasses.asdict(data.info),
-            "config": dataclasses.asdict(outcome.config), "machine": machine}
+            "config": dataclasses.asdict(outcome.config), "machine": machine,
+            "attack_seconds": outcome.seconds}  # the attack alone, on this machine
     paths += write_report(out, "results", title=f"Regularized gradient descent on {model_name}", notes=notes,
                           columns=COLUMNS, rows=rows, records=records, meta=meta)
     return paths
