@@ -11,7 +11,7 @@ from __future__ import annotations
 import html
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -148,75 +148,90 @@ def _ids(anchor: str, count: int) -> list[str]:
     return [f"table-{anchor}" + (f"-{k + 1}" if k else "") for k in range(count)]
 
 
-def _ablation(root: Path, dataset: str, reports: list[Found], runs: bool) -> Section:
-    anchor, title = f"ablation-{dataset}", f"Accuracy: the study's table beside ours ({dataset} data)"
+def _section(root: Path, anchor: str, title: str, reports: list[Found], missing: tuple[str, str],
+             body: Callable[[Found, str], str], summary: Callable[[list[Found]], str]) -> Section:
+    """A section of one kind: each report under its folder (when there are several) with its
+    notes and ``body(report, table_id)``; ``missing`` (what, command) when there is none."""
     if not reports:
-        return Section(anchor, title, _missing("ablation table", _hint("ablation", dataset, runs)), "not run yet")
-    parts = []
-    for found, table_id in zip(reports, _ids(anchor, len(reports))):
+        return Section(anchor, title, _missing(*missing), "not run yet")
+    parts = [_heading(found, root, len(reports) > 1) + _notes(found.report) + body(found, table_id)
+             for found, table_id in zip(reports, _ids(anchor, len(reports)))]
+    return Section(anchor, title, "".join(parts), summary(reports))
+
+
+def _runs_note(reports: list[Found]) -> str:
+    return f" ({len(reports)} runs)" if len(reports) > 1 else ""
+
+
+def _ablation(root: Path, dataset: str, reports: list[Found], runs: bool) -> Section:
+    anchor = f"ablation-{dataset}"
+
+    def body(found: Found, table_id: str) -> str:
         curves = sorted(found.path.parent.glob("loss_*.png"))
         gallery = "".join(f"<figure>{_img(p, root, p.stem, 'thumb')}<figcaption>{html.escape(p.stem[5:])}"
                           "</figcaption></figure>" for p in curves)
-        parts.append(_heading(found, root, len(reports) > 1) + _notes(found.report) + _table(found.report, table_id)
-                     + (f"<h3>Loss curves (seed 1)</h3><div class=\"grid\">{gallery}</div>" if curves else ""))
-    first = reports[0].report
-    summary = f"{len(first['table']['rows'])} variants, seeds: {first['meta'].get('seeds', 1)}" + \
-        (f" ({len(reports)} runs)" if len(reports) > 1 else "")
-    return Section(anchor, title, "".join(parts), summary)
+        return _table(found.report, table_id) + \
+            (f"<h3>Loss curves (seed 1)</h3><div class=\"grid\">{gallery}</div>" if curves else "")
+
+    def summary(found: list[Found]) -> str:
+        first = found[0].report
+        return f"{len(first['table']['rows'])} variants, seeds: {first['meta'].get('seeds', 1)}" + _runs_note(found)
+
+    return _section(root, anchor, f"Accuracy: the study's table beside ours ({dataset} data)", reports,
+                    ("ablation table", _hint("ablation", dataset, runs)), body, summary)
 
 
 def _attack(root: Path, reports: list[Found], runs: bool) -> Section:
-    anchor, title = "attack", "The study's attack: each digit into the next"
-    if not reports:
-        return Section(anchor, title, _missing("attack gallery", _hint("attack", "mnist", runs)), "not run yet")
-    parts, summaries = [], []
-    for found, table_id in zip(reports, _ids(anchor, len(reports))):
+    def successes(found: Found) -> str:
         records = found.report.get("records", [])
         ok = sum(1 for r in records if isinstance(r, dict) and r.get("success"))
-        summaries.append(f"{ok} of {len(records)} read as the target")
+        return f"{ok} of {len(records)} read as the target"
+
+    def body(found: Found, table_id: str) -> str:
         gallery = found.path.parent / "gallery.png"
         figure = (f"<figure>{_img(gallery, root, 'attack gallery', 'wide')}<figcaption>reference | adversarial | "
                   "difference, per digit</figcaption></figure>") if gallery.is_file() else ""
-        parts.append(_heading(found, root, len(reports) > 1) + _notes(found.report) + figure
-                     + _table(found.report, table_id))
-    summary = summaries[0] if len(reports) == 1 else f"{len(reports)} runs: " + "; ".join(summaries)
-    return Section(anchor, title, "".join(parts), summary)
+        return figure + _table(found.report, table_id)
+
+    def summary(found: list[Found]) -> str:
+        return successes(found[0]) if len(found) == 1 else \
+            f"{len(found)} runs: " + "; ".join(successes(f) for f in found)
+
+    return _section(root, "attack", "The study's attack: each digit into the next", reports,
+                    ("attack gallery", _hint("attack", "mnist", runs)), body, summary)
+
+
+def _figures(paths: list[Path], root: Path) -> str:
+    return '<div class="grid">' + "".join(f"<figure>{_img(p, root, p.stem, 'half')}</figure>" for p in paths) + \
+        "</div>"
 
 
 def _bench(root: Path, reports: list[Found], runs: bool) -> Section:
-    anchor, title = "bench", "Our attack beside ART's"
-    if not reports:
-        return Section(anchor, title, _missing("benchmark", _hint("bench", "mnist", runs)), "not run yet")
-    parts = []
-    for found, table_id in zip(reports, _ids(anchor, len(reports))):
-        sweeps = "".join(f"<figure>{_img(p, root, p.stem, 'half')}</figure>"
-                         for p in sorted(found.path.parent.glob("bench_*_sweep.png")))
-        parts.append(_heading(found, root, len(reports) > 1) + _notes(found.report)
-                     + _table(found.report, table_id) + f'<div class="grid">{sweeps}</div>')
-    first = reports[0]
-    summary = f"{len(first.report['table']['rows'])} model × attack rows ({first.dataset})" + \
-        (f"; {len(reports)} runs" if len(reports) > 1 else "")
-    return Section(anchor, title, "".join(parts), summary)
+    def body(found: Found, table_id: str) -> str:
+        return _table(found.report, table_id) + _figures(sorted(found.path.parent.glob("bench_*_sweep.png")), root)
+
+    def summary(found: list[Found]) -> str:
+        return f"{len(found[0].report['table']['rows'])} model × attack rows ({found[0].dataset})" + \
+            _runs_note(found)
+
+    return _section(root, "bench", "Our attack beside ART's", reports,
+                    ("benchmark", _hint("bench", "mnist", runs)), body, summary)
 
 
 def _robustness(root: Path, reports: list[Found], runs: bool) -> Section:
-    anchor, title = "robustness", "Robustness of the variants"
-    if not reports:
-        return Section(anchor, title, _missing("robustness table", _hint("robustness", "mnist", runs)),
-                       "not run yet")
-    parts = []
-    for found, table_id in zip(reports, _ids(anchor, len(reports))):
+    def body(found: Found, table_id: str) -> str:
         folder = found.path.parent
-        figures = "".join(f"<figure>{_img(folder / name, root, name, 'half')}</figure>"
-                          for name in ("robustness_l2.png", "robustness_linf.png") if (folder / name).is_file())
-        parts.append(_heading(found, root, len(reports) > 1) + _notes(found.report)
-                     + _table(found.report, table_id) + f'<div class="grid">{figures}</div>')
-    first = reports[0].report
-    problems = first["meta"].get("sanity_problems", [])
-    summary = f"{len(first['table']['rows'])} rows; sanity checks: " + \
-        ("all hold" if not problems else f"{len(problems)} problems") + \
-        (f"; {len(reports)} runs" if len(reports) > 1 else "")
-    return Section(anchor, title, "".join(parts), summary)
+        return _table(found.report, table_id) + _figures(
+            [folder / n for n in ("robustness_l2.png", "robustness_linf.png") if (folder / n).is_file()], root)
+
+    def summary(found: list[Found]) -> str:
+        first = found[0].report
+        problems = first["meta"].get("sanity_problems", [])
+        return f"{len(first['table']['rows'])} rows; sanity checks: " + \
+            ("all hold" if not problems else f"{len(problems)} problems") + _runs_note(found)
+
+    return _section(root, "robustness", "Robustness of the variants", reports,
+                    ("robustness table", _hint("robustness", "mnist", runs)), body, summary)
 
 
 def _runs(root: Path, found: list[Found]) -> Section:
