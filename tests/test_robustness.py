@@ -19,11 +19,10 @@ from robustdigits.data.datasets import MNISTData
 from robustdigits.data.fetch import sha256_file
 from robustdigits.data.pixels import to_pixels
 from robustdigits.grid.cells import CellResult, CellStore, ModelRef
-from robustdigits.studies.adversarial import targeted_adversarial_fit
+from robustdigits.studies.adversarial import adversarial_checkpoint, targeted_adversarial_fit
 from robustdigits.studies.robustness import (
     ModelMeasures,
     RobustnessConfig,
-    adversarial_checkpoint,
     columns,
     l2_curve,
     min_l2,

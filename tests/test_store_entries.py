@@ -134,7 +134,8 @@ def test_a_checkpoint_in_an_adversarial_rows_place_must_be_that_row(runner, tmp_
     import torch
 
     from robustdigits.errors import CheckpointError
-    from robustdigits.studies.robustness import RobustnessConfig, adversarial_checkpoint
+    from robustdigits.studies.adversarial import adversarial_checkpoint
+    from robustdigits.studies.robustness import RobustnessConfig
 
     target = slot(tmp_path, "adv-pgd")
     target.parent.mkdir(parents=True)

@@ -20,6 +20,7 @@ from ..data.fetch import sha256_file
 from ..fileio import check_writable_dir
 from ..grid.cells import CellStore, ModelRef
 from ..report.tables import check_replaceable, settings_hash
+from ..studies.adversarial import ADVERSARIAL, ADVERSARIAL_LABELS, adversarial_checkpoint
 from ..studies.bench import ATTACKS, BenchConfig, bench_cells, run_bench, write_bench_report
 from ..studies.bench import COLUMNS as BENCH_COLUMNS
 from ..studies.bench import table_rows as bench_rows
@@ -27,10 +28,7 @@ from ..studies.experiment import COLUMNS as ATTACK_COLUMNS
 from ..studies.experiment import AttackConfig, run_experiment, write_experiment_report
 from ..studies.experiment import table_rows as attack_rows
 from ..studies.robustness import (
-    ADVERSARIAL,
-    ADVERSARIAL_LABELS,
     RobustnessConfig,
-    adversarial_checkpoint,
     cell_seconds,
     run_robustness,
     write_robustness_report,

@@ -20,44 +20,27 @@ the study's attack untargeted (ART's ``AdversarialTrainer``) and toward the next
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import io
 import os
 import statistics
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from art.defences.trainer import AdversarialTrainer, AdversarialTrainerMadryPGD
 
-from ..art_bridge import make_classifier
-from ..attacks.regularized_gd import RegularizedGradientDescent
-from ..checkpoints import Checkpoint, checkpoint_path, load_checkpoint, save_checkpoint
 from ..checks import check_choice, check_int, check_number
-from ..config import ModelSpec, TrainConfig
 from ..data.datasets import MNISTData
-from ..data.loader import TensorLoader
-from ..data.pixels import MNIST_MEAN, MNIST_STD, to_pixels
-from ..errors import CheckpointError
-from ..evaluation import evaluate
 from ..grid.cells import CellResult, CellSpec, CellStore, ModelRef
 from ..grid.runner import run_grid
 from ..report.plots import plot_bands
 from ..report.tables import machine_info, machine_line, write_report
 from ..scoring import wilson_interval
 from ..variants import VARIANTS
-from .adversarial import targeted_adversarial_fit
+from .adversarial import ADVERSARIAL, ADVERSARIAL_LABELS
 
-ADVERSARIAL = ("adv-pgd", "adv-rgd-untargeted", "adv-rgd-next-digit")
-ADVERSARIAL_LABELS = {
-    "adv-pgd": "PGD adversarial training (ART AdversarialTrainerMadryPGD, ε = 0.3)",
-    "adv-rgd-untargeted": "trained against the study's attack, untargeted (ART AdversarialTrainer)",
-    "adv-rgd-next-digit": "trained against the study's attack, next digit (our targeted trainer)",
-}
 ANCHOR = ("Anchor: a PGD-trained MNIST network holds 88.5-89.6% robust accuracy at ε = 0.3 (Madry et al.; "
           "AutoAttack's table), with a larger network and far longer training than the study's 3 epochs.")
 
@@ -247,104 +230,6 @@ def sanity_checks(rows: Sequence[RowResult], config: RobustnessConfig) -> list[s
 
 
 # --- adversarial training --------------------------------------------------------------------------------
-
-
-def adversarial_settings(row: str, config: RobustnessConfig) -> dict[str, Any]:
-    """What else decides an adversarially trained row's weights, kept in its checkpoint."""
-    if row == "adv-pgd":
-        return {"eps": config.adv_eps, "pgd_steps": config.adv_pgd_steps}
-    return {"rgd_steps": config.adv_rgd_steps, "targeted": row == "adv-rgd-next-digit"}
-
-
-def adversarial_checkpoint(row: str, data: MNISTData, root: str | os.PathLike[str], config: RobustnessConfig,
-                           *, device: torch.device, seed: int = 1,
-                           announce: Callable[[str, Path], None] | None = None,
-                           progress: Callable[[int, int], None] | None = None) -> Checkpoint:
-    """The textbook network with momentum, adversarially trained as ``row`` says (cached
-    in the checkpoint folder like the ablation's variants; trained first when missing)."""
-    path = checkpoint_path(root, data.info, row, seed)
-    spec = ModelSpec("textbook")
-    train_config = TrainConfig(epochs=config.adv_epochs, momentum=0.5, seed=seed)
-    settings = adversarial_settings(row, config)
-    if path.is_file():
-        ckpt = load_checkpoint(path)
-        stored = ckpt.metrics.get("adversarial_settings", [None])[0]
-        if (ckpt.model_spec != spec or ckpt.train_config != train_config or ckpt.dataset.sha256 != data.info.sha256
-                or ckpt.metrics.get("adversarial_training") != [ADVERSARIAL_LABELS[row]]
-                or (stored is not None and stored != settings)):
-            raise CheckpointError(f"{path} sits in the place of the adversarially trained row {row!r} but was "
-                                  "trained with other settings, data or network; move it away and rerun "
-                                  "'robustdigits robustness' to train it")
-        return ckpt
-    if announce:
-        announce(row, path.absolute())
-    torch.manual_seed(seed)
-    np.random.seed(seed)  # ART's trainers shuffle with NumPy's global generator
-    model = spec.build().to(device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=train_config.lr, momentum=train_config.momentum)
-    classifier = make_classifier(model, device, optimizer)
-    x, y = to_pixels(data.train_images), data.train_labels.numpy()
-    batches = config.adv_epochs * -(-len(x) // train_config.batch_size)
-    done = [0]
-
-    def tick(k: int) -> None:
-        done[0] += k
-        if progress:
-            progress(done[0], batches)
-
-    if row == "adv-pgd":
-        trainer = AdversarialTrainerMadryPGD(classifier, nb_epochs=config.adv_epochs,
-                                             batch_size=train_config.batch_size, eps=config.adv_eps,
-                                             eps_step=2.5 * config.adv_eps / config.adv_pgd_steps,
-                                             max_iter=config.adv_pgd_steps, num_random_init=1)
-        _count_batches(classifier, tick)
-        with _quiet_art():
-            trainer.fit(x, y)
-    else:
-        attack = RegularizedGradientDescent.from_normalized(
-            classifier, mean=MNIST_MEAN, std=MNIST_STD, learning_rate=1.0, max_iter=config.adv_rgd_steps,
-            init="reference", targeted=row == "adv-rgd-next-digit", batch_size=train_config.batch_size)
-        if row == "adv-rgd-untargeted":
-            _count_batches(classifier, tick)
-            with _quiet_art():
-                AdversarialTrainer(classifier, attacks=attack, ratio=0.5).fit(x, y, nb_epochs=config.adv_epochs,
-                                                                             batch_size=train_config.batch_size)
-        else:
-            targeted_adversarial_fit(classifier, attack, x, y, nb_epochs=config.adv_epochs,
-                                     batch_size=train_config.batch_size, ratio=0.5, seed=seed, progress=tick)
-    model.eval()
-    loader = TensorLoader(data.test_images, data.test_labels, batch_size=1000, shuffle=False, device=device)
-    final = evaluate(model, loader)
-    metrics: dict[str, list[Any]] = {"test_epoch": [config.adv_epochs], "test_step": [batches],
-                                     "test_accuracy": [final.accuracy], "test_loss": [final.loss],
-                                     "adversarial_training": [ADVERSARIAL_LABELS[row]],
-                                     "adversarial_settings": [settings]}
-    save_checkpoint(path, model_spec=spec, train_config=train_config, dataset=data.info, model=model,
-                    optimizer=optimizer, metrics=metrics, epoch=config.adv_epochs, step=batches, complete=True)
-    return load_checkpoint(path)
-
-
-@contextlib.contextmanager
-def _quiet_art() -> Iterator[None]:
-    """ART's trainers draw tqdm bars on stderr; the library stays silent (progress goes
-    through our callback). Logging keeps its own stream, and exceptions still propagate."""
-    with contextlib.redirect_stderr(io.StringIO()):
-        yield
-
-
-def _count_batches(classifier: Any, tick: Callable[[int], None]) -> None:
-    """Progress for ART's trainers, which fit one batch at a time: count those fits."""
-    fit = classifier.fit
-
-    def counted(*args: Any, **kwargs: Any) -> Any:
-        out = fit(*args, **kwargs)
-        tick(1)
-        return out
-
-    classifier.fit = counted
-
-
-# --- the report ------------------------------------------------------------------------------------------
 
 
 def row_label(row: str) -> str:
