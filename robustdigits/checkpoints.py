@@ -40,6 +40,7 @@ class Checkpoint:
     model_state: dict[str, torch.Tensor]
     optimizer_state: dict[str, Any] | None
     rng_state: torch.Tensor | None
+    adversarial: dict[str, Any] | None = None  # adversarial training: config, recipe, guard history
 
     @property
     def total_steps(self) -> int:
@@ -80,7 +81,11 @@ def save_checkpoint(
     step: int,
     complete: bool,
     rng_state: torch.Tensor | None = None,
+    adversarial: dict[str, Any] | None = None,
+    model_state: dict[str, torch.Tensor] | None = None,
 ) -> Path:
+    """Write atomically; ``model_state`` (default: ``model``'s) is the weights kept, which
+    adversarial training chooses by its guard; ``adversarial`` is stored as it is."""
     payload = {
         "format_version": FORMAT_VERSION,
         "model": {"name": model_spec.name, "kwargs": dict(model_spec.kwargs)},
@@ -90,10 +95,13 @@ def save_checkpoint(
         "epoch": epoch,
         "step": step,
         "complete": complete,
-        "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "model_state": model_state if model_state is not None else
+        {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "optimizer_state": optimizer.state_dict() if optimizer is not None else None,
         "rng_state": rng_state,
     }
+    if adversarial is not None:
+        payload["adversarial"] = adversarial
     with atomic_path(path) as tmp:
         try:
             torch.save(payload, tmp)
@@ -164,6 +172,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
             model_state=raw["model_state"],
             optimizer_state=raw.get("optimizer_state"),
             rng_state=raw.get("rng_state"),
+            adversarial=raw.get("adversarial"),
         )
     except (TypeError, ValueError, KeyError) as e:
         raise CheckpointError(f"{path} has invalid fields ({e}); train it again") from e

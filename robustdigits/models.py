@@ -4,7 +4,11 @@ Every model takes normalized images of shape (N, 1, 28, 28) and returns logits o
 shape (N, 10). Ablations are constructor arguments, not copied classes::
 
     model = get_model("textbook", dropout=0.1)
-    list_models()  # ['improved', 'textbook', 'tutorial']
+    list_models()  # ['improved', 'lenet-relu', 'textbook', 'tutorial', 'wong']
+
+Beside the study's three, two networks made for adversarial training: ``wong`` (Wong
+et al. 2020's MNIST net) and ``lenet-relu`` (the textbook LeNet with ReLUs after its
+first two convolutions, which the study's network lacks).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .checks import check_flag, check_number, unknown
+from .checks import check_flag, check_int, check_number, unknown
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 
@@ -123,6 +127,48 @@ def textbook(dropout: float = 0.0) -> nn.Module:
 @register_model("improved")
 def improved(dropout: float = 0.0) -> nn.Module:
     return LeNet(dropout=dropout, batchnorm=True)
+
+
+class WongNet(nn.Module):
+    """Wong, Rice & Kolter (2020)'s MNIST network for fast adversarial training, 166,406
+    parameters: conv 1→16 (4×4, stride 2, pad 1), relu; conv 16→32 (4×4, stride 2,
+    pad 1), relu; flatten 1,568; fc 1,568→100, relu; fc 100→10. ``width`` multiplies the
+    channels and the hidden units (``width=2``: 662,786 parameters)."""
+
+    def __init__(self, width: int = 1) -> None:
+        super().__init__()
+        w = check_int("width", width, 1, 16)
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 16 * w, kernel_size=4, stride=2, padding=1), nn.ReLU(),
+            nn.Conv2d(16 * w, 32 * w, kernel_size=4, stride=2, padding=1), nn.ReLU(),
+        )
+        self.classifier = nn.Sequential(nn.Linear(32 * w * 7 * 7, 100 * w), nn.ReLU(), nn.Linear(100 * w, 10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x).flatten(1))
+
+
+class LeNetReLU(LeNet):
+    """The textbook LeNet with a ReLU after conv1 and after conv2 (after their pooling),
+    431,080 parameters, the same as the textbook net: without them conv1, its pool and
+    conv2 compose to nearly one linear map, which limits what adversarial training can
+    learn."""
+
+    def __init__(self, dropout: float = 0.0) -> None:
+        super().__init__(dropout=dropout, batchnorm=False)
+        layers = list(self.features)
+        # conv, norm, drop, pool | conv, norm, drop, pool | conv, norm, relu, conv: a relu after each pool
+        self.features = nn.Sequential(*layers[:4], nn.ReLU(), *layers[4:8], nn.ReLU(), *layers[8:])
+
+
+@register_model("wong")
+def wong(width: int = 1) -> nn.Module:
+    return WongNet(width=width)
+
+
+@register_model("lenet-relu")
+def lenet_relu(dropout: float = 0.0) -> nn.Module:
+    return LeNetReLU(dropout=dropout)
 
 
 def count_parameters(model: nn.Module) -> int:

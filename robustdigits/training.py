@@ -40,6 +40,8 @@ class TrainEvent:
     loss: float | None = None  # training loss of this step (only computed when logged)
     evaluation: EvalResult | None = None
     steps_per_epoch: int = 0
+    clean_loss: float | None = None  # adversarial training: the clean loss beside ``loss`` (the adversarial one)
+    guard_accuracy: float | None = None  # adversarial training: held-out PGD accuracy after the epoch
 
 
 ProgressCallback = Callable[[TrainEvent], None]

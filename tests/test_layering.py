@@ -28,7 +28,8 @@ RANKS = {
 WINGS = {"cli", "data", "studies", "grid", "report", "web", "attacks"}
 TOP = {
     "training": "core", "checkpoints": "core", "evaluation": "core", "variants": "core", "config": "core",
-    "art_bridge": "core", "models": "models", "api": "api", "entry": "entry", "__main__": "entry",
+    "art_bridge": "core", "robust_training": "core",
+    "models": "models", "api": "api", "entry": "entry", "__main__": "entry",
     "errors": "shared", "checks": "shared", "fileio": "shared", "scoring": "shared", "targets": "shared",
     "devices": "shared", "study_loop": "shared",
 }

@@ -60,7 +60,7 @@ CHECKPOINTS_HELP = "Where variants' checkpoints live  [default: $ROBUSTDIGITS_CH
                    "~/.cache/robustdigits/checkpoints]"
 
 
-COMPUTE_COMMANDS = ("train", "evaluate", "ablate", "attack", "bench", "robustness")
+COMPUTE_COMMANDS = ("train", "evaluate", "ablate", "attack", "bench", "robustness", "autoattack")
 
 
 VARIANT_NAMES = variant_names()
@@ -323,12 +323,15 @@ class EpochBars:
                 self.task = self.progress.add_task(f"epoch {event.epoch + 1}", info="",
                                                    total=min(event.steps_per_epoch, left))
             self.progress.advance(self.task)
-            if event.loss is not None:
+            if event.clean_loss is not None:
+                self.progress.update(self.task, info=f"adversarial loss {event.loss:.4f}, clean {event.clean_loss:.4f}")
+            elif event.loss is not None:
                 self.progress.update(self.task, info=f"loss {event.loss:.4f}")
         elif self.task is not None and event.evaluation is not None:
-            self.progress.update(self.task, info=f"test acc {event.evaluation.accuracy:.2f}%")
+            guard = "" if event.guard_accuracy is None else f", held-out PGD acc {event.guard_accuracy:.1f}%"
+            self.progress.update(self.task, info=f"test acc {event.evaluation.accuracy:.2f}%{guard}")
             log_line(f"epoch {event.epoch + 1}: step {event.step:,} of {event.total_steps:,}, test acc "
-                     f"{event.evaluation.accuracy:.2f}%")
+                     f"{event.evaluation.accuracy:.2f}%{guard}")
 
 
 def cell_progress(progress: Progress, total: int, label: str) -> Callable[[CellSpec, bool], None]:

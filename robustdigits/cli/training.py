@@ -23,6 +23,15 @@ from ..fileio import check_writable_dir, check_writable_file
 from ..models import list_models
 from ..report.plots import plot_loss_curve
 from ..report.tables import check_replaceable, settings_hash
+from ..robust_training import (
+    METHODS,
+    OPTIMIZERS,
+    RECIPES,
+    SCHEDULES,
+    AdversarialConfig,
+    get_recipe,
+    train_adversarial,
+)
 from ..studies.ablation import (
     BUDGETS,
     AblationConfig,
@@ -67,14 +76,36 @@ from .refs import (
 @click.option("--model", type=Choice(list_models()), default="textbook", show_default=True)
 @click.option("--dropout", type=float, default=None,
               help="Dropout p (default: the model's; tutorial 0.5, others none).")
+@click.option("--width", type=int, default=None, help="The wong net's width multiplier (default 1).")
 @click.option("--epochs", type=int, default=3, show_default=True, help="Passes over the training split.")
 @click.option("--steps", type=int, default=None, help="Exact number of SGD steps (overrides --epochs).")
 @click.option("--batch-size", type=int, default=64, show_default=True)
 @click.option("--test-batch-size", type=int, default=1000, show_default=True)
-@click.option("--lr", type=float, default=0.01, show_default=True)
+@click.option("--lr", type=float, default=0.01, show_default=True, help="Learning rate (the peak one with --schedule "
+              "cyclic).")
 @click.option("--momentum", type=float, default=0.5, show_default=True)
 @click.option("--seed", type=int, default=1, show_default=True)
 @click.option("--log-interval", type=int, default=10, show_default=True, help="Steps between recorded losses.")
+@click.option("--adversarial", type=Choice(METHODS), default=None,
+              help="Adversarial training: train on fgsm-rs, n-fgsm, pgd or trades examples of the model as it "
+                   "learns (torch-native, in pixel space).")
+@click.option("--eps", type=float, default=0.3, show_default=True, help="With --adversarial: L∞ radius in pixels.")
+@click.option("--eps-ramp", type=int, default=0, show_default=True,
+              help="With --adversarial: epochs over which ε grows linearly from 0.")
+@click.option("--attack-steps", type=int, default=10, show_default=True, help="With --adversarial pgd or trades.")
+@click.option("--step-size", type=float, default=None,
+              help="With --adversarial: the adversary's step  [default: 1.25 ε fgsm-rs, ε n-fgsm, 2.5 ε / steps "
+                   "pgd and trades]")
+@click.option("--trades-beta", type=float, default=6.0, show_default=True)
+@click.option("--optimizer", type=Choice(OPTIMIZERS), default="sgd", show_default=True,
+              help="With --adversarial: sgd (with --momentum) or adam.")
+@click.option("--schedule", type=Choice(SCHEDULES), default="constant", show_default=True,
+              help="With --adversarial: cyclic is one-cycle, 0 → --lr at 2/5 of the steps → 0 (Wong et al.).")
+@click.option("--guard-images", type=int, default=1000, show_default=True,
+              help="With --adversarial: training images held out to watch robustness after each epoch (0: none); "
+                   "the best epoch's weights are kept.")
+@click.option("--recipe", type=Choice(list(RECIPES)), default=None,
+              help="Train a named recipe with every setting fixed (robust: the README's robust network).")
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=None,
               help="Where to save  [default: <checkpoints>/train/<dataset>-<hash>/<model>[-dropout<p>]-<settings>.pt, "
                    "e.g. ~/.cache/robustdigits/checkpoints/train/mnist-1e35582d42a9/textbook-lr0.01-m0.5-bs64-epochs3-"
@@ -86,22 +117,51 @@ from .refs import (
               help="Folder for the loss-curve PNG  [default: reports/runs/<dataset>/train]")
 @data_options
 @handle_errors
-def train(model: str, dropout: float | None, epochs: int, steps: int | None, batch_size: int,
-          test_batch_size: int, lr: float, momentum: float, seed: int, log_interval: int,
-          checkpoint: Path | None, resume: bool, overwrite: bool, out: Path | None, **common: Any) -> None:
-    """Train one network with SGD; the defaults are the study's.
+def train(model: str, dropout: float | None, width: int | None, epochs: int, steps: int | None, batch_size: int,
+          test_batch_size: int, lr: float, momentum: float, seed: int, log_interval: int, adversarial: str | None,
+          eps: float, eps_ramp: int, attack_steps: int, step_size: float | None, trades_beta: float, optimizer: str,
+          schedule: str, guard_images: int, recipe: str | None, checkpoint: Path | None, resume: bool,
+          overwrite: bool, out: Path | None, **common: Any) -> None:
+    """Train one network with SGD (the defaults are the study's), or adversarially.
 
     \b
-    Example:
+    Examples:
       robustdigits train --model textbook --momentum 0.5 --dropout 0.1 --epochs 3
+      robustdigits train --model wong --adversarial fgsm-rs --eps 0.3 --optimizer adam --lr 0.005 \\
+          --schedule cyclic --batch-size 100 --epochs 10
+      robustdigits train --recipe robust
     """
+    ctx = click.get_current_context()
+    adv: AdversarialConfig | None = None
     with usage_errors():
-        spec = ModelSpec(model, {} if dropout is None else {"dropout": dropout})
-        spec.build()  # checks the dropout before any data loads
-        config = TrainConfig(epochs=epochs, steps=steps, batch_size=batch_size, test_batch_size=test_batch_size,
-                             lr=lr, momentum=momentum, seed=seed, log_interval=log_interval)
-    name = model + ("" if dropout is None else f"-dropout{dropout:g}")
-    budget = f"steps{steps}" if steps is not None else f"epochs{epochs}"
+        if recipe is not None:
+            given = [f"--{name.replace('_', '-')}" for name in RECIPE_FIXES
+                     if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE]
+            if given:
+                raise click.UsageError(f"--recipe {recipe} fixes every training setting; drop {', '.join(given)}")
+            chosen = get_recipe(recipe)
+            spec, config, adv = chosen.model, chosen.train, chosen.adversarial
+        else:
+            kwargs: dict[str, Any] = {} if dropout is None else {"dropout": dropout}
+            if width is not None:
+                kwargs["width"] = width
+            spec = ModelSpec(model, kwargs)
+            try:
+                spec.build()  # checks the dropout and width before any data loads
+            except TypeError as e:
+                raise click.UsageError(f"the {model} model takes no such option ({e}); leave it out") from e
+            config = TrainConfig(epochs=epochs, steps=steps, batch_size=batch_size, test_batch_size=test_batch_size,
+                                 lr=lr, momentum=momentum, seed=seed, log_interval=log_interval)
+            adversarial_only = [f"--{name.replace('_', '-')}" for name in ADVERSARIAL_OPTIONS
+                                if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE]
+            if adversarial is not None:
+                adv = AdversarialConfig(method=adversarial, eps=eps, eps_ramp_epochs=eps_ramp,
+                                        attack_steps=attack_steps, step_size=step_size, trades_beta=trades_beta,
+                                        optimizer=optimizer, schedule=schedule, guard_images=guard_images)
+            elif adversarial_only:
+                raise click.UsageError(f"{', '.join(adversarial_only)} only apply to adversarial training; add "
+                                       "--adversarial {" + ",".join(METHODS) + "} or drop them")
+    name = run_name(spec, config, adv, recipe)
     root = default_checkpoints()
     if checkpoint is not None:
         refuse_variant_slot(checkpoint.absolute(), root)
@@ -113,18 +173,38 @@ def train(model: str, dropout: float | None, epochs: int, steps: int | None, bat
         check_writable_dir(out, "--out")
     data, device = setup(**common)
     # named by the data too: the same settings on other data are another run
-    path = (checkpoint or root / "train" / f"{data.info.name}-{data.info.sha256[:12]}" /
-            f"{name}-lr{lr:g}-m{momentum:g}-bs{batch_size}-{budget}-seed{seed}.pt").absolute()
+    path = (checkpoint or root / "train" / f"{data.info.name}-{data.info.sha256[:12]}" / f"{name}.pt").absolute()
     if resume and not path.exists():
         raise CheckpointError(f"nothing to resume: checkpoint {path} not found; drop --resume to start a new run")
     if path.exists() and not (resume or overwrite):
-        done = finished_run(path, spec, config, data)
+        done = finished_run(path, spec, config, data, adv)
         console.print(f"already trained: {path} ({done.step:,} steps on {data.info.name} data, test accuracy "
                       f"{done.metrics['test_accuracy'][-1]:.2f}%); pass --overwrite to train it again")
         return
     check_writable_file(path, "--checkpoint")
     out = out or check_writable_dir(RUNS / data.info.name / "train", "--out")
     announce(data, device)
+    if adv is not None:
+        if recipe is not None:
+            console.print(f"recipe {recipe}: {get_recipe(recipe).description}")
+        with make_progress() as progress:
+            adv_result = train_adversarial(spec, config, adv, data, device=device, checkpoint=path, resume=resume,
+                                           recipe=recipe, progress=EpochBars(progress),
+                                           notes=lambda note: err_console.print(f"[yellow]{note}[/]"))
+        metrics = adv_result.metrics
+        plot = plot_loss_curve(metrics, out / f"loss_{path.stem}.png", title=f"{name} ({data.info.name} data)")
+        rows = [[e, s, loss, acc, g] for e, s, loss, acc, g in
+                zip(*(metrics[k] for k in ("test_epoch", "test_step", "test_loss", "test_accuracy",
+                                           "guard_robust_accuracy")))] if adv.guard_images else \
+            [[e, s, loss, acc, None] for e, s, loss, acc in
+             zip(*(metrics[k] for k in ("test_epoch", "test_step", "test_loss", "test_accuracy")))]
+        render(f"{name}: {metrics['test_step'][-1]:,} steps, {adv.method} at ε = {adv.eps:g}",
+               [*TRAIN_COLUMNS, f"held-out PGD-{adv.guard_steps} accuracy (%)"], rows)
+        console.print(f"kept epoch {adv_result.best_epoch} (best held-out robustness): test accuracy "
+                      f"{adv_result.final.accuracy:.2f}%; trained in {adv_result.seconds / 60:.1f} min\n"
+                      f"checkpoint: {path}\nloss curve: {plot}\n"
+                      f"next: robustdigits autoattack {path} --eps 0.3")
+        return
     with make_progress() as progress:
         result = train_model(spec, config, data, device=device, checkpoint=path, resume=resume, overwrite=overwrite,
                              progress=EpochBars(progress))
@@ -133,6 +213,26 @@ def train(model: str, dropout: float | None, epochs: int, steps: int | None, bat
             zip(*(result.metrics[k] for k in ("test_epoch", "test_step", "test_loss", "test_accuracy")))]
     render(f"{name}: {result.metrics['test_step'][-1]:,} steps", TRAIN_COLUMNS, rows)
     console.print(f"checkpoint: {path}\nloss curve: {plot}")
+
+
+ADVERSARIAL_OPTIONS = ("eps", "eps_ramp", "attack_steps", "step_size", "trades_beta", "optimizer", "schedule",
+                       "guard_images")
+RECIPE_FIXES = ("model", "dropout", "width", "epochs", "steps", "batch_size", "lr", "momentum", "seed",
+                "adversarial", *ADVERSARIAL_OPTIONS)
+
+
+def run_name(spec: ModelSpec, config: TrainConfig, adv: AdversarialConfig | None, recipe: str | None) -> str:
+    """A training's file stem: the recipe's name, else the network and its settings (an
+    adversarial one adds its method, ε and a hash of the rest)."""
+    if recipe is not None:
+        return f"recipe-{recipe}"
+    name = spec.name + "".join(f"-{k}{v:g}" for k, v in sorted(spec.kwargs.items()))
+    budget = f"steps{config.steps}" if config.steps is not None else f"epochs{config.epochs}"
+    momentum = "" if adv is not None and adv.optimizer == "adam" else f"-m{config.momentum:g}"
+    name += f"-lr{config.lr:g}{momentum}-bs{config.batch_size}-{budget}-seed{config.seed}"
+    if adv is not None:
+        name += f"-{adv.method}-eps{adv.eps:g}-{settings_hash(adv.to_dict())}"
+    return name
 
 
 @main.command(context_settings=CONTEXT)
@@ -183,7 +283,8 @@ def refuse_variant_slot(path: Path, root: Path) -> None:
                                f"elsewhere, or leave --checkpoint out to save under {root / 'train'}")
 
 
-def finished_run(path: Path, spec: ModelSpec, config: TrainConfig, data: MNISTData) -> Checkpoint:
+def finished_run(path: Path, spec: ModelSpec, config: TrainConfig, data: MNISTData,
+                 adv: AdversarialConfig | None = None) -> Checkpoint:
     """The finished checkpoint of this very run (same network, settings and data), or a
     CheckpointError saying what to do with the one at ``path``."""
     ckpt = load_checkpoint(path)
@@ -191,8 +292,9 @@ def finished_run(path: Path, spec: ModelSpec, config: TrainConfig, data: MNISTDa
     def weights(c: TrainConfig) -> dict[str, Any]:
         return {k: v for k, v in c.to_dict().items() if k not in ("log_interval", "test_batch_size")}
 
+    trained_adv = (ckpt.adversarial or {}).get("config")
     same = (ckpt.model_spec == spec and weights(ckpt.train_config) == weights(config)
-            and ckpt.dataset.sha256 == data.info.sha256)
+            and ckpt.dataset.sha256 == data.info.sha256 and trained_adv == (adv.to_dict() if adv else None))
     if not same:
         raise CheckpointError(f"checkpoint {path} exists and was trained with other settings or data; pass "
                               "--overwrite to replace it, or --checkpoint to save elsewhere")

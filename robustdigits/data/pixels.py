@@ -28,3 +28,16 @@ def normalize(images: torch.Tensor) -> torch.Tensor:
 def pixels_from_normalized(z: torch.Tensor) -> torch.Tensor:
     """Normalized input → pixel scale [0, 1] (not clipped)."""
     return z * MNIST_STD + MNIST_MEAN
+
+
+class PixelInput(torch.nn.Module):
+    """``model`` (which takes normalized input, as all ours do) as a model of pixels in
+    [0, 1]: the normalization moves inside, so attacks and their ε live in pixel space
+    (what AutoAttack and the published MNIST numbers assume)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.model((pixels - MNIST_MEAN) / MNIST_STD)

@@ -28,10 +28,15 @@ def _save(fig: Figure, path: str | os.PathLike[str]) -> Path:
 
 def plot_loss_curve(metrics: dict[str, list[Any]], path: str | os.PathLike[str], title: str) -> Path:
     """The study's figure: training loss against examples seen (line), test loss
-    after each epoch (points)."""
+    after each epoch (points); adversarial training adds the clean training loss."""
     fig = Figure(figsize=(7, 4))
     ax = fig.add_subplot()
-    ax.plot(metrics["train_examples"], metrics["train_loss"], color="tab:blue", lw=1, label="train loss")
+    adversarial = bool(metrics.get("train_clean_loss"))
+    ax.plot(metrics["train_examples"], metrics["train_loss"], color="tab:blue", lw=1,
+            label="train loss (adversarial)" if adversarial else "train loss")
+    if adversarial:
+        ax.plot(metrics["train_examples"], metrics["train_clean_loss"], color="tab:green", lw=1,
+                label="train loss (clean)")
     ax.scatter(metrics["test_examples"], metrics["test_loss"], color="tab:red", zorder=3, label="test loss")
     ax.set_xlabel("training examples seen")
     ax.set_ylabel("cross-entropy loss")
