@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,3 +59,48 @@ def summarize(success: np.ndarray, l2: np.ndarray, linf: np.ndarray) -> Score:
     return Score(n=len(ok), success_rate=100.0 * float(ok.mean()) if len(ok) else 0.0, ci_low=low, ci_high=high,
                  median_l2=stat(np.median, l2), mean_l2=stat(np.mean, l2),
                  median_linf=stat(np.median, linf), mean_linf=stat(np.mean, linf))
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """``b − a`` over units measured under both (seeds on the same images), in the
+    measures' units: the mean difference, its 95% t interval, and the effect size."""
+
+    n: int
+    mean: float
+    ci_low: float | None  # None with fewer than 2 pairs
+    ci_high: float | None
+    sd: float | None  # sample std of the differences
+    effect_size: float | None  # Cohen's d_z: mean / sd of the differences (None when sd is 0 or unknown)
+    favours_b: int  # pairs where b > a
+
+    @property
+    def verdict(self) -> str:
+        """What the interval supports, never "no effect" from overlap: an interval that
+        includes 0 says the data cannot tell, not that there is no effect."""
+        if self.ci_low is None or self.ci_high is None:
+            return "too few seeds"
+        if self.sd == 0:
+            return "equal on every seed" if self.mean == 0 else ("b higher" if self.mean > 0 else "b lower")
+        if self.ci_low > 0:
+            return "b higher"
+        if self.ci_high < 0:
+            return "b lower"
+        return f"undetermined (interval spans {self.ci_low:+.1f} to {self.ci_high:+.1f})"
+
+
+def paired_difference(a: Sequence[float], b: Sequence[float], confidence: float = 0.95) -> PairedDifference:
+    """Paired ``b − a`` (``a[i]`` and ``b[i]`` measured with the same seed) with a Student-t
+    interval on the mean difference: the seed is the unit, so its variance counts."""
+    from scipy import stats
+
+    if len(a) != len(b) or not a:
+        raise ValueError(f"a and b must pair up one value per seed, got {len(a)} and {len(b)}")
+    d = np.asarray(b, dtype=float) - np.asarray(a, dtype=float)
+    n, mean = len(d), float(d.mean())
+    favours = int(np.sum(d > 0))
+    if n < 2:
+        return PairedDifference(n, mean, None, None, None, None, favours)
+    sd = float(d.std(ddof=1))
+    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * sd / math.sqrt(n)
+    return PairedDifference(n, mean, mean - half, mean + half, sd, mean / sd if sd > 0 else None, favours)

@@ -71,7 +71,8 @@ def test_the_table_on_a_tiny_grid_has_every_column_and_honest_intervals(tmp_path
             assert all(a >= b for a, b in zip(linf, linf[1:]))
     paths, problems = write_robustness_report(rows, TINY, small_data, tmp_path / "out", CPU, seconds={"total": 1.0})
     assert {p.name for p in paths} == {"robustness.md", "robustness.csv", "robustness.json", "robustness_l2.png",
-                                       "robustness_linf.png"}
+                                       "robustness_linf.png", "robustness_contrasts.md", "robustness_contrasts.csv",
+                                       "robustness_contrasts.json"}
     md = (tmp_path / "out" / "robustness.md").read_text()
     assert "| tutorial | 2 | 24 |" in md and "Sanity checks" in md
     # 40 training steps and 15 attack steps: the tutorial net is flagged, as it should be.

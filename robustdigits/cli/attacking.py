@@ -1,4 +1,4 @@
-"""Commands that attack networks: ``attack``, ``bench``, ``robustness``, ``autoattack``."""
+"""Commands that attack networks: ``attack``, ``bench``, ``robustness``, ``autoattack``, ``contrasts``."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from ..studies.adversarial import ADVERSARIAL, ADVERSARIAL_LABELS, adversarial_c
 from ..studies.bench import ATTACKS, BenchConfig, bench_cells, run_bench, write_bench_report
 from ..studies.bench import COLUMNS as BENCH_COLUMNS
 from ..studies.bench import table_rows as bench_rows
+from ..studies.contrasts import write_contrasts
 from ..studies.experiment import COLUMNS as ATTACK_COLUMNS
 from ..studies.experiment import AttackConfig, run_experiment, write_experiment_report
 from ..studies.experiment import table_rows as attack_rows
@@ -401,3 +402,27 @@ def describe_training(ckpt: Any) -> str:
     return (f"{net}, adversarially trained with {adv['method']} at ε = {adv['eps']:g} ({ckpt.step:,} steps of "
             f"batch {config.batch_size}, {adv['optimizer']} at peak lr {config.lr:g}, {adv['schedule']} schedule; "
             f"kept epoch {ckpt.adversarial.get('best_epoch')} by held-out PGD)")
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("report", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                default=Path("reports") / "robustness.json")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for robustness_contrasts.md/.csv/.json  [default: beside REPORT]")
+@handle_errors
+def contrasts(report: Path, out: Path | None) -> None:
+    """The factors' effects on robustness, paired over seeds, from a robustness report.
+
+    Each pair of variants that differs in one factor (momentum, dropout, batch-norm):
+    per measure, the mean difference over seeds with its t interval and effect size.
+    'robustness' writes this itself; this command re-reads a report already written.
+
+    \b
+    Example:
+      robustdigits contrasts reports/robustness.json
+    """
+    if out is not None:
+        check_writable_dir(out, "--out")
+    paths = write_contrasts(report, out)
+    console.print(Path(paths[0]).read_text().split("\n| ", 1)[0].strip().split("\n")[0])
+    console.print("wrote " + ", ".join(str(p) for p in paths))

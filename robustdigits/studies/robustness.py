@@ -40,6 +40,7 @@ from ..report.tables import machine_info, machine_line, write_report
 from ..scoring import wilson_interval
 from ..variants import VARIANTS
 from .adversarial import ADVERSARIAL, ADVERSARIAL_LABELS
+from .contrasts import write_contrasts
 
 ANCHOR = ("Anchor: a PGD-trained MNIST network holds 88.5-89.6% robust accuracy at ε = 0.3 (Madry et al.; "
           "AutoAttack's table), with a larger network and far longer training than the study's 3 epochs.")
@@ -285,6 +286,8 @@ def write_robustness_report(rows: Sequence[RowResult], config: RobustnessConfig,
             "sanity_problems": problems, "anchor": ANCHOR}
     paths = write_report(out_dir, "robustness", title="Robustness of the study's variants", notes=notes,
                          columns=columns(config), rows=table_rows(rows, config), records=records, meta=meta)
+    if config.seeds > 1:
+        paths += write_contrasts(paths[2])  # the factors' effects, paired over seeds
     l2 = {r.row: [l2_curve(m.min_l2, config.l2_budgets) for m in r.measures] for r in rows}
     linf = {r.row: [[m.clean] + [m.pgd[e] for e in config.eps] for m in r.measures] for r in rows}
     paths.append(plot_bands(config.l2_budgets, l2, Path(out_dir) / "robustness_l2.png",
