@@ -46,7 +46,8 @@ def test_improved_normalizes_conv1_to_conv3_but_not_the_logits():
 
 
 def test_registry_unknown_name_lists_choices():
-    with pytest.raises(ValueError, match=r"unknown model 'lenet5'; choose one of: improved, textbook, tutorial"):
+    with pytest.raises(ValueError, match=r"unknown model 'lenet5' \(did you mean 'lenet-relu'\?\); choose one of: "
+                                         r"improved, lenet-relu, textbook, tutorial, wong"):
         get_model("lenet5")
 
 

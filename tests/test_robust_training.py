@@ -218,6 +218,26 @@ class TestRecipe:
                                           str(path), "--out", str(tmp_path)])
         assert again.exit_code == 0 and "already trained" in again.output
 
+    def test_the_robustness_study_row_is_the_recipe(self, monkeypatch, tmp_path, small_data):
+        from robustdigits.errors import CheckpointError
+        from robustdigits.studies.adversarial import adversarial_checkpoint
+        from robustdigits.studies.robustness import RobustnessConfig
+
+        tiny = Recipe("robust", "a tiny stand-in", ModelSpec("wong"), TrainConfig(steps=4, batch_size=64, lr=1e-3),
+                      AdversarialConfig(method="pgd", attack_steps=2, eps=0.1, guard_images=64))
+        monkeypatch.setitem(RECIPES, "robust", tiny)
+        said = []
+        ckpt = adversarial_checkpoint("adv-recipe", small_data, tmp_path, RobustnessConfig(), device=CPU,
+                                      announce=lambda row, path: said.append(row))
+        assert said == ["adv-recipe"] and ckpt.adversarial["recipe"] == "robust" and ckpt.complete
+        again = adversarial_checkpoint("adv-recipe", small_data, tmp_path, RobustnessConfig(), device=CPU,
+                                       announce=lambda row, path: said.append(row))
+        assert said == ["adv-recipe"] and again.path == ckpt.path  # found, not retrained
+        monkeypatch.setitem(RECIPES, "robust", Recipe("robust", "other", tiny.model, tiny.train,
+                                                      AdversarialConfig(eps=0.2, guard_images=64)))
+        with pytest.raises(CheckpointError, match="is not the finished robust recipe on this data"):
+            adversarial_checkpoint("adv-recipe", small_data, tmp_path, RobustnessConfig(), device=CPU)
+
     def test_the_shipped_recipe_is_fully_fixed(self):
         recipe = RECIPES["robust"]
         assert recipe.adversarial.eps == 0.3 and recipe.train.seed == 1

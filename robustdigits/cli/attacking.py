@@ -223,7 +223,8 @@ def robustness_models(chosen: Sequence[Variant], data: MNISTData, config: Robust
 
             def announce(name: str, path: Path) -> None:
                 console.print(f"[yellow]{name} is not trained on {data.info.name} data: training it now "
-                              f"({ADVERSARIAL_LABELS[name]}; {config.adv_epochs} epochs) into {path}[/]")
+                              f"({ADVERSARIAL_LABELS[name]}"
+                              f"{'' if name == 'adv-recipe' else f'; {config.adv_epochs} epochs'}) into {path}[/]")
 
             def advance(k: int, total: int, bar: TaskID = bar) -> None:
                 progress.update(bar, completed=k, total=total)

@@ -23,7 +23,7 @@ from .tables import fmt
 DATASETS = ("mnist", "embedded")  # always shown, first; other datasets found follow
 # A report is known by its file name; its kind decides its section.
 KINDS = {"ablation.json": "ablation", "results.json": "attack", "bench.json": "bench",
-         "robustness.json": "robustness"}
+         "robustness.json": "robustness", "autoattack.json": "autoattack"}
 SKIPPED_FOLDERS = ("cells",)  # per-cell results, not reports
 
 
@@ -130,12 +130,15 @@ def _hint(kind: str, dataset: str, runs: bool) -> str:
     data = f" --data {dataset}" if dataset in DATASETS else ""
     if runs:
         return {"ablation": f"robustdigits ablate{data}", "attack": "robustdigits attack",
-                "bench": "robustdigits bench", "robustness": "robustdigits robustness"}[kind] + \
+                "bench": "robustdigits bench", "robustness": "robustdigits robustness",
+                "autoattack": "robustdigits train --recipe robust, then robustdigits autoattack CHECKPOINT"}[kind] + \
             ", then robustdigits report --reports reports/runs"
     return {"ablation": f"robustdigits ablate{data} --out reports/{dataset} --overwrite",
             "attack": "robustdigits attack --out reports/mnist/attack",
             "bench": "robustdigits bench --out reports/mnist",
-            "robustness": "robustdigits robustness --out reports"}[kind]
+            "robustness": "robustdigits robustness --out reports",
+            "autoattack": "robustdigits train --recipe robust, then robustdigits autoattack CHECKPOINT --data mnist "
+                          "--eps 0.3 --out reports/robust"}[kind]
 
 
 def _heading(found: Found, root: Path, several: bool) -> str:
@@ -234,6 +237,25 @@ def _robustness(root: Path, reports: list[Found], runs: bool) -> Section:
                     ("robustness table", _hint("robustness", "mnist", runs)), body, summary)
 
 
+def _autoattack(root: Path, reports: list[Found], runs: bool) -> Section:
+    def body(found: Found, table_id: str) -> str:
+        return _table(found.report, table_id) + _figures(sorted(found.path.parent.glob("loss_*.png")), root)
+
+    def headline(found: Found) -> str:
+        for record in found.report.get("records", []):
+            accuracy = record.get("robust_accuracy", {}) if isinstance(record, dict) else {}
+            if record.get("eps") == 0.3 and "autoattack" in accuracy:
+                name = found.report["meta"].get("model", {}).get("name", "?")
+                return f"{name}: AutoAttack {accuracy['autoattack']:.1f}% at ε = 0.3"
+        return f"{len(found.report['table']['rows'])} radii"
+
+    def summary(found: list[Found]) -> str:
+        return "; ".join(headline(f) for f in found)
+
+    return _section(root, "autoattack", "Robust accuracy under AutoAttack", reports,
+                    ("AutoAttack evaluation", _hint("autoattack", "mnist", runs)), body, summary)
+
+
 def _runs(root: Path, found: list[Found]) -> Section:
     """Where and with what settings each report was made."""
     items = []
@@ -305,7 +327,8 @@ def build_index(root: str | os.PathLike[str], found: list[Found] | None = None) 
     datasets = [*DATASETS, *sorted({f.dataset for f in of("ablation")} - set(DATASETS))]
     sections = [*(_ablation(base, d, of("ablation", d), runs) for d in datasets),
                 _attack(base, of("attack"), runs), _bench(base, of("bench"), runs),
-                _robustness(base, of("robustness"), runs), _runs(base, found)]
+                _robustness(base, of("robustness"), runs), _autoattack(base, of("autoattack"), runs),
+                _runs(base, found)]
     summary = "".join(f'<li><a href="#{s.anchor}">{html.escape(s.title)}</a>: {html.escape(s.summary)}</li>'
                       for s in sections)
     parts = [f'<section id="{s.anchor}"><h2>{html.escape(s.title)}</h2>{s.body}</section>' for s in sections]

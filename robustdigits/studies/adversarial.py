@@ -11,6 +11,7 @@ next digit) in place of the labels given to the attack.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import os
 from collections.abc import Callable, Iterator
@@ -31,14 +32,17 @@ from ..data.loader import TensorLoader
 from ..data.pixels import MNIST_MEAN, MNIST_STD, to_pixels
 from ..errors import CheckpointError, ConfigError
 from ..evaluation import evaluate
+from ..robust_training import get_recipe, train_adversarial
 from ..targets import check_target, target_classes
+from ..training import TrainEvent
 
 if TYPE_CHECKING:  # the study's config; imported for types only (robustness imports this module)
     from .robustness import RobustnessConfig
 
-ADVERSARIAL = ("adv-pgd", "adv-rgd-untargeted", "adv-rgd-next-digit")
+ADVERSARIAL = ("adv-pgd", "adv-rgd-untargeted", "adv-rgd-next-digit", "adv-recipe")
 ADVERSARIAL_LABELS = {
     "adv-pgd": "PGD adversarial training (ART AdversarialTrainerMadryPGD, ε = 0.3)",
+    "adv-recipe": "the robust recipe ('train --recipe robust': wong net ×2, PGD-5 at ε = 0.3, 12 epochs)",
     "adv-rgd-untargeted": "trained against the study's attack, untargeted (ART AdversarialTrainer)",
     "adv-rgd-next-digit": "trained against the study's attack, next digit (our targeted trainer)",
 }
@@ -98,6 +102,8 @@ def adversarial_checkpoint(row: str, data: MNISTData, root: str | os.PathLike[st
     """The textbook network with momentum, adversarially trained as ``row`` says (cached
     in the checkpoint folder like the ablation's variants; trained first when missing)."""
     path = checkpoint_path(root, data.info, row, seed)
+    if row == "adv-recipe":
+        return _recipe_checkpoint(path, data, device=device, seed=seed, announce=announce, progress=progress)
     spec = ModelSpec("textbook")
     train_config = TrainConfig(epochs=config.adv_epochs, momentum=0.5, seed=seed)
     settings = adversarial_settings(row, config)
@@ -156,6 +162,35 @@ def adversarial_checkpoint(row: str, data: MNISTData, root: str | os.PathLike[st
                                      "adversarial_settings": [settings]}
     save_checkpoint(path, model_spec=spec, train_config=train_config, dataset=data.info, model=model,
                     optimizer=optimizer, metrics=metrics, epoch=config.adv_epochs, step=batches, complete=True)
+    return load_checkpoint(path)
+
+
+def _recipe_checkpoint(path: Path, data: MNISTData, *, device: torch.device, seed: int,
+                       announce: Callable[[str, Path], None] | None,
+                       progress: Callable[[int, int], None] | None) -> Checkpoint:
+    """The robust recipe's network for ``seed``, trained by :func:`train_adversarial` into the
+    row's place (a file there must be that recipe, on this data, finished)."""
+    recipe = get_recipe("robust")
+    config = dataclasses.replace(recipe.train, seed=seed)
+    if path.is_file():
+        ckpt = load_checkpoint(path)
+        info = ckpt.adversarial or {}
+        if (info.get("recipe") != "robust" or info.get("config") != recipe.adversarial.to_dict()
+                or ckpt.model_spec != recipe.model or ckpt.train_config != config
+                or ckpt.dataset.sha256 != data.info.sha256 or not ckpt.complete):
+            raise CheckpointError(f"{path} sits in the place of the adversarially trained row 'adv-recipe' but is not "
+                                  "the finished robust recipe on this data; move it away and rerun 'robustdigits "
+                                  "robustness' to train it")
+        return ckpt
+    if announce:
+        announce("adv-recipe", path.absolute())
+
+    def tick(event: TrainEvent) -> None:
+        if progress and event.kind == "step":
+            progress(event.step, event.total_steps)
+
+    train_adversarial(recipe.model, config, recipe.adversarial, data, device=device, checkpoint=path,
+                      recipe="robust", progress=tick)
     return load_checkpoint(path)
 
 

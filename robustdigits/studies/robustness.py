@@ -263,7 +263,9 @@ def write_robustness_report(rows: Sequence[RowResult], config: RobustnessConfig,
         f"epochs; PGD with ε = {config.adv_eps:g}, {config.adv_pgd_steps} steps of 2.5·ε/{config.adv_pgd_steps}, 1 "
         "random start, every image adversarial; "
         f"the study's attack with {config.adv_rgd_steps} steps of η = 1, λ = 0.05 from the image on half of each "
-        "batch. " + ANCHOR,
+        "batch. " + ANCHOR + (" adv-recipe is 'robustdigits train --recipe robust' (the wong net at twice the width, "
+                              "PGD-5 adversarial training at ε = 0.3, 12 epochs; docs/robustness.md)."
+                              if "adv-recipe" in config.adversarial else ""),
         f"Machine: {machine_line(machine)}. Wall time of this run: "
         + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items() if isinstance(v, float)) + ".",
         "Sanity checks (robust accuracy never above clean, PGD never better at a larger ε, no attack at 0% on a "
