@@ -109,3 +109,22 @@ def trades_adversary(model: nn.Module, x: torch.Tensor, eps: float, *, steps: in
             (grad,) = torch.autograd.grad(loss, x_adv)
         x_adv = _project(x_adv + alpha * grad.sign(), x, eps)
     return x_adv.detach()
+
+
+def pgd_fooled_by_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *, steps: int,
+                       alpha: float | None = None) -> torch.Tensor:
+    """One PGD run from a random start; (steps, N) bool: image n was misclassified at some
+    iterate up to step s + 1 (the best iterate so far, as an evaluation counts any
+    adversarial point it finds). For convergence plots over steps and restarts."""
+    alpha = eps / 4 if alpha is None else alpha
+    _check(eps, alpha)
+    check_int("steps", steps, 1)
+    x_adv = _project(x + torch.empty_like(x).uniform_(-eps, eps), x, eps)
+    fooled = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+    out = []
+    for _ in range(steps):
+        x_adv = _project(x_adv + alpha * _grad(model, x_adv, y).sign(), x, eps)
+        with torch.no_grad():
+            fooled = fooled | (model(x_adv).argmax(1) != y)
+        out.append(fooled.clone())
+    return torch.stack(out)

@@ -139,3 +139,34 @@ class TestCommand:
         assert result.exit_code == 1
         assert "pip install 'robustdigits[robust]'" in result.output
         assert len(result.output.strip().splitlines()) == 1
+
+
+class TestConvergence:
+    def test_more_steps_or_restarts_never_raise_robust_accuracy(self, tiny, data):
+        from robustdigits.studies.robust_eval import pgd_convergence
+
+        idx = sample_indices(data.test_labels.numpy(), 60, 0)
+        x, y = pixels(data, idx)
+        grid = pgd_convergence(tiny, x, y, 0.08, device=CPU, steps=(1, 3, 10), restarts=(1, 3))
+        assert grid.shape == (2, 3)
+        assert np.all(np.diff(grid, axis=1) <= 0) and np.all(grid[1] <= grid[0])
+        with torch.no_grad():
+            clean = 100 * float((tiny(((x - 0.1307) / 0.3081)).argmax(1) == y).float().mean())
+        assert grid.max() <= clean and grid.min() < clean  # the attack does something, robust needs clean
+
+    def test_fooled_once_stays_fooled(self, tiny, data):
+        from robustdigits.attacks.linf import pgd_fooled_by_step
+
+        from robustdigits.data.pixels import PixelInput
+
+        x, y = pixels(data, np.arange(50))
+        fooled = pgd_fooled_by_step(PixelInput(tiny).eval(), x, y, 0.1, steps=8)
+        assert fooled.shape == (8, 50)
+        assert torch.all(fooled[1:] >= fooled[:-1])
+
+    @pytest.mark.parametrize("args, message", [(["--eps", "0"], "eps must be in (0.0, 1.0], got 0.0"),
+                                               (["--images", "0"], "images must be >= 1, got 0")])
+    def test_bad_input_is_one_line_exit_2(self, args, message):
+        result = CliRunner().invoke(main, ["convergence", "textbook", "--data", "embedded", *args])
+        assert result.exit_code == 2, result.output
+        assert message in " ".join(result.output.split())

@@ -60,7 +60,8 @@ CHECKPOINTS_HELP = "Where variants' checkpoints live  [default: $ROBUSTDIGITS_CH
                    "~/.cache/robustdigits/checkpoints]"
 
 
-COMPUTE_COMMANDS = ("train", "evaluate", "ablate", "attack", "bench", "robustness", "autoattack")
+COMPUTE_COMMANDS = ("train", "evaluate", "ablate", "attack", "bench", "robustness", "autoattack",
+                    "convergence")
 
 
 VARIANT_NAMES = variant_names()

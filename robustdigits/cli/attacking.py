@@ -1,4 +1,5 @@
-"""Commands that attack networks: ``attack``, ``bench``, ``robustness``, ``autoattack``, ``contrasts``."""
+"""Commands that attack networks: ``attack``, ``bench``, ``robustness``, ``autoattack``, ``convergence``,
+``contrasts``."""
 
 from __future__ import annotations
 
@@ -15,11 +16,13 @@ from rich.progress import (
 )
 
 from ..checkpoints import default_checkpoints
+from ..checks import check_int, check_number
 from ..data.datasets import MNISTData
 from ..data.fetch import sha256_file
 from ..fileio import check_writable_dir
 from ..grid.cells import CellStore, ModelRef
-from ..report.tables import check_replaceable, machine_info, machine_line, settings_hash
+from ..report.plots import plot_convergence
+from ..report.tables import check_replaceable, machine_info, machine_line, settings_hash, write_report
 from ..studies.adversarial import ADVERSARIAL, ADVERSARIAL_LABELS, adversarial_checkpoint
 from ..studies.bench import ATTACKS, BenchConfig, bench_cells, run_bench, write_bench_report
 from ..studies.bench import COLUMNS as BENCH_COLUMNS
@@ -30,8 +33,11 @@ from ..studies.experiment import AttackConfig, run_experiment, write_experiment_
 from ..studies.experiment import table_rows as attack_rows
 from ..studies.robust_eval import ATTACKS as ROBUST_ATTACKS
 from ..studies.robust_eval import (
+    CONVERGENCE_RESTARTS,
+    CONVERGENCE_STEPS,
     RobustEvalConfig,
     autoattack_class,
+    pgd_convergence,
     robust_evaluation,
     sample_indices,
     write_robust_report,
@@ -426,4 +432,68 @@ def contrasts(report: Path, out: Path | None) -> None:
         check_writable_dir(out, "--out")
     paths = write_contrasts(report, out)
     console.print(Path(paths[0]).read_text().split("\n| ", 1)[0].strip().split("\n")[0])
+    console.print("wrote " + ", ".join(str(p) for p in paths))
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("model_ref", metavar="MODEL")
+@click.option("--eps", type=float, default=0.3, show_default=True, help="L∞ radius in pixels.")
+@click.option("--images", type=int, default=200, show_default=True,
+              help="Seeded random test images, stratified by digit.")
+@click.option("--sample-seed", type=int, default=0, show_default=True)
+@output_options("Report folder  [default: reports/runs/<dataset>/convergence-<model>-<settings hash>]")
+@data_options
+@handle_errors
+def convergence(model_ref: str, eps: float, images: int, sample_seed: int, out: Path | None, overwrite: bool,
+                checkpoints: Path | None, **common: Any) -> None:
+    """Has PGD converged? Robust accuracy against steps (1-200) × restarts (1-10).
+
+    Ten PGD runs of 200 steps (step ε / 4) from random starts; r restarts of s steps
+    fool an image if any of the first r runs did by step s. Flat lines that lie on
+    each other mean more steps or restarts would not lower the number. Writes
+    convergence.md/.csv/.json and convergence.png.
+
+    \b
+    Example:
+      robustdigits convergence textbook-momentum --eps 0.1
+    """
+    with usage_errors():
+        check_number("eps", eps, 0.0, 1.0, low_open=True)
+        check_int("images", images, 1)
+    check_model_ref(model_ref, "MODEL")
+    if out is not None:
+        check_writable_dir(out, "--out")
+    data, device = setup(**common)
+    ckpt = load_checkpoint_for(model_ref, data, checkpoints or default_checkpoints(), device)
+    tag = model_tag(model_ref)
+    settings = {"command": "convergence", "dataset": data.info.sha256, "model": tag, "eps": eps, "images": images,
+                "sample_seed": sample_seed, "steps": list(CONVERGENCE_STEPS), "restarts": list(CONVERGENCE_RESTARTS)}
+    if out is not None:
+        check_replaceable(out, "convergence", settings, overwrite)
+    out = out or check_writable_dir(RUNS / data.info.name / f"convergence-{tag}-{settings_hash(settings)}", "--out")
+    announce(data, device)
+    with usage_errors():
+        indices = sample_indices(data.test_labels.numpy(), images, sample_seed)
+    started = time.perf_counter()
+    with make_progress() as progress:
+        progress.add_task(f"{tag}: {max(CONVERGENCE_RESTARTS)} PGD runs of {max(CONVERGENCE_STEPS)} steps on "
+                          f"{len(indices)} images at ε = {eps:g}", total=None, info="")
+        grid = pgd_convergence(ckpt.build_model(device), data.test_images[indices].unsqueeze(1).float().div(255),
+                               data.test_labels[indices], eps, device=device)
+    seconds = time.perf_counter() - started
+    machine = machine_info(device)
+    columns = ["restarts", *[f"{s} steps (%)" for s in CONVERGENCE_STEPS]]
+    rows = [[r, *row] for r, row in zip(CONVERGENCE_RESTARTS, grid.tolist())]
+    notes = [f"Model: {tag}; {describe_training(ckpt)}.",
+             f"PGD at ε = {eps:g} (L∞, pixels), step ε / 4, best iterate, on {len(indices)} seeded random test images "
+             f"(seed {sample_seed}, stratified by digit); robust needs clean-correct. Ten runs of 200 steps from "
+             "random starts: r restarts of s steps fool an image if any of the first r runs did by step s.",
+             f"Machine: {machine_line(machine)}; {seconds:.0f} s."]
+    paths = write_report(out, "convergence", title=f"Has PGD converged on {tag} at ε = {eps:g}?", notes=notes,
+                         columns=columns, rows=rows, records=[dict(zip(columns, row)) for row in rows],
+                         meta={"settings": settings, "indices": indices.tolist(), "machine": machine,
+                               "seconds": seconds, "dataset": dataclasses.asdict(data.info)})
+    paths.append(plot_convergence(CONVERGENCE_STEPS, CONVERGENCE_RESTARTS, grid, out / "convergence.png",
+                                  title=f"{tag}: PGD at ε = {eps:g}, {len(indices)} images"))
+    render(f"{tag}: robust accuracy (%) at ε = {eps:g} by PGD steps and restarts", columns, rows)
     console.print("wrote " + ", ".join(str(p) for p in paths))

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..attacks.linf import pgd
+from ..attacks.linf import pgd, pgd_fooled_by_step
 from ..checks import check_int, check_number, unknown
 from ..data.datasets import proportional_counts
 from ..data.pixels import PixelInput
@@ -263,3 +263,34 @@ def write_robust_report(results: Sequence[EpsResult], config: RobustEvalConfig, 
             "indices": indices.tolist(), "machine": machine, "wall_seconds": wall_seconds}
     return write_report(out, "autoattack", title=f"L∞ robust accuracy of {model['name']}", notes=notes,
                         columns=columns(attacks, config), rows=rows, records=records, meta=meta)
+
+
+CONVERGENCE_STEPS = (1, 2, 5, 10, 20, 50, 100, 200)
+CONVERGENCE_RESTARTS = (1, 2, 5, 10)
+
+
+def pgd_convergence(net: nn.Module, pixels: torch.Tensor, labels: torch.Tensor, eps: float, *,
+                    device: torch.device, steps: Sequence[int] = CONVERGENCE_STEPS,
+                    restarts: Sequence[int] = CONVERGENCE_RESTARTS, seed: int = 0,
+                    batch_size: int = 500) -> np.ndarray:
+    """Robust accuracy (%) of ``net`` under PGD (step ε / 4, best iterate) with ``steps[j]``
+    steps and ``restarts[i]`` random restarts: (len(restarts), len(steps)). One set of
+    ``max(restarts)`` runs of ``max(steps)`` steps serves every cell: r restarts of s steps
+    fool an image if any of the first r runs fooled it by step s. Robust needs clean-correct."""
+    model = PixelInput(net).to(device).eval()
+    x, y = pixels.to(device), labels.to(device)
+    clean = torch.from_numpy((_predict(model, x, batch_size) == y).cpu().numpy())
+    longest, runs = max(steps), max(restarts)
+    fooled = torch.zeros(runs, longest, len(x), dtype=torch.bool)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for r in range(runs):
+            for i in range(0, len(x), batch_size):
+                fooled[r, :, i:i + batch_size] = pgd_fooled_by_step(
+                    model, x[i:i + batch_size], y[i:i + batch_size], eps, steps=longest).cpu()
+    grid = np.zeros((len(restarts), len(steps)))
+    for i, r in enumerate(restarts):
+        any_run = fooled[:r].any(dim=0)  # (steps, N)
+        for j, s in enumerate(steps):
+            grid[i, j] = 100.0 * float((clean & ~any_run[s - 1]).float().mean())
+    return grid
