@@ -3,7 +3,7 @@
 Module map, by layer; imports only point down (``tests/test_layering.py`` keeps it so):
 
 - ``cli/`` — the command line: the click group and shared options (``app``), commands
-  by group (``training``, ``attacking``, ``site``, ``data``); the only place that prints.
+  by group (``training``, ``attacking``, ``robust``, ``site``, ``data``); the only place that prints.
   ``entry`` and ``__main__`` start it. ``api`` — the public helpers (``load_pixels``,
   ``load_variant``, ``make_classifier``), importable from ``robustdigits`` itself.
 - ``studies/`` and ``web/`` — the workflows: ``ablation`` (the study's nine variants),
