@@ -128,3 +128,17 @@ def pgd_fooled_by_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: 
             fooled = fooled | (model(x_adv).argmax(1) != y)
         out.append(fooled.clone())
     return torch.stack(out)
+
+
+def pgd_correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *, steps: int,
+                alpha: float | None = None, restarts: int = 1, batch_size: int = 500) -> torch.Tensor:
+    """(N,) bool: the model still classifies image n correctly after :func:`pgd`, run in
+    batches of ``batch_size`` (the clean prediction is the caller's to check)."""
+    check_int("batch_size", batch_size, 1)
+    right = []
+    for i in range(0, len(x), batch_size):
+        xb, yb = x[i:i + batch_size], y[i:i + batch_size]
+        adv = pgd(model, xb, yb, eps, steps=steps, alpha=alpha, restarts=restarts)
+        with torch.no_grad():
+            right.append(model(adv).argmax(1) == yb)
+    return torch.cat(right) if right else torch.zeros(0, dtype=torch.bool, device=x.device)

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attacks.linf import fgsm_rs, n_fgsm, pgd, trades_adversary
+from .attacks.linf import fgsm_rs, n_fgsm, pgd, pgd_correct, trades_adversary
 from .checkpoints import load_checkpoint, save_checkpoint
 from .checks import check_choice, check_int, check_number
 from .config import ModelSpec, TrainConfig
@@ -153,16 +153,16 @@ class Guard:
     def best(self) -> GuardCheck | None:
         return max(self.history, key=lambda c: c.robust_accuracy, default=None)
 
-    def check(self, model: nn.Module, epoch: int, keep: nn.Module | None = None) -> str | None:
-        """Measure ``model`` (taking pixels) after ``epoch``; keep the weights of ``keep``
-        (default ``model``) if best; a note when robustness collapsed (more than
-        COLLAPSE_DROP points below the best)."""
-        robust, clean = pgd_accuracy(model, self.images, self.labels, self.eps, steps=self.steps,
+    def check(self, net: nn.Module, epoch: int) -> str | None:
+        """Measure ``net`` (one of ours, taking normalized input) after ``epoch``; keep its
+        weights if best; a note when robustness collapsed (more than COLLAPSE_DROP points
+        below the best)."""
+        robust, clean = pgd_accuracy(PixelInput(net), self.images, self.labels, self.eps, steps=self.steps,
                                      batch_size=self.batch_size)
         best = self.best
         self.history.append(GuardCheck(epoch, robust, clean, self.eps))
         if best is None or robust > best.robust_accuracy:
-            self.best_state = copy.deepcopy((keep or model).state_dict())
+            self.best_state = copy.deepcopy(net.state_dict())
             self.best_epoch = epoch
             return None
         if robust < best.robust_accuracy - COLLAPSE_DROP:
@@ -178,24 +178,16 @@ def pgd_accuracy(model: nn.Module, pixels: torch.Tensor, labels: torch.Tensor, e
     PGD-``steps`` with step ε / 4; robust counts only images also classified correctly clean."""
     was_training = model.training
     model.eval()
-    robust = clean = 0
     try:
-        for start in range(0, len(pixels), batch_size):
-            x, y = pixels[start:start + batch_size], labels[start:start + batch_size]
-            with torch.no_grad():
-                right = model(x).argmax(1) == y
-            if eps > 0:
-                x_adv = pgd(model, x, y, eps, steps=steps, alpha=eps / 4, restarts=restarts)
-                with torch.no_grad():
-                    right_adv = right & (model(x_adv).argmax(1) == y)
-            else:
-                right_adv = right
-            clean += int(right.sum())
-            robust += int(right_adv.sum())
+        with torch.no_grad():
+            clean = torch.cat([model(pixels[i:i + batch_size]).argmax(1) == labels[i:i + batch_size]
+                               for i in range(0, len(pixels), batch_size)])
+        robust = clean & pgd_correct(model, pixels, labels, eps, steps=steps, alpha=eps / 4, restarts=restarts,
+                                     batch_size=batch_size) if eps > 0 else clean
     finally:
         model.train(was_training)
     n = max(len(pixels), 1)
-    return 100.0 * robust / n, 100.0 * clean / n
+    return 100.0 * int(robust.sum()) / n, 100.0 * int(clean.sum()) / n
 
 
 @dataclass
@@ -338,7 +330,7 @@ def _train(spec: ModelSpec, config: TrainConfig, adv: AdversarialConfig, data: M
             if step >= total:
                 break
         epoch += 1
-        note = guard.check(model, epoch, keep=net) if guard is not None else None
+        note = guard.check(net, epoch) if guard is not None else None
         if guard is not None:
             metrics["guard_robust_accuracy"].append(guard.history[-1].robust_accuracy)
             metrics["guard_clean_accuracy"].append(guard.history[-1].clean_accuracy)
@@ -369,14 +361,14 @@ def _save(path: Path, spec: ModelSpec, config: TrainConfig, adv: AdversarialConf
           optimizer: torch.optim.Optimizer, metrics: dict[str, list[Any]], epoch: int, step: int, total: int,
           guard: Guard | None, said: list[str], recipe: str | None) -> None:
     complete = step >= total
-    last = {k: v.detach().cpu() for k, v in net.state_dict().items()}
     kept = guard.best_state if guard is not None and guard.best_state is not None else net.state_dict()
     info: dict[str, Any] = {
         "config": adv.to_dict(), "recipe": recipe, "best_epoch": guard.best_epoch if guard else epoch,
         "guard": [c.to_dict() for c in guard.history] if guard else [], "notes": list(said),
     }
     if not complete:  # what resuming needs; a finished run keeps only the chosen weights
-        info["resume"] = {"model_state": last, "optimizer_state": optimizer.state_dict(),
+        info["resume"] = {"model_state": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+                          "optimizer_state": optimizer.state_dict(),
                           "rng_state": torch.get_rng_state()}
     save_checkpoint(path, model_spec=spec, train_config=config, dataset=data.info, model=net, optimizer=None,
                     metrics=metrics, epoch=epoch, step=step, complete=complete, adversarial=info,

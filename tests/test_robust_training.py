@@ -131,15 +131,14 @@ class TestGuard:
         net = robust.model
         x, y = pixels_of(data, 300, split="train")
         guard = Guard(x, y, eps=0.1, steps=10)
-        model = PixelInput(net)
-        assert guard.check(model, 1, keep=net) is None
+        assert guard.check(net, 1) is None
         good = {k: v.clone() for k, v in net.state_dict().items()}
         before = guard.history[-1].robust_accuracy
         assert before > 40
         with torch.no_grad():  # the collapse, forced: the last layer's weights scrambled
             net.classifier[2].weight.copy_(torch.randn_like(net.classifier[2].weight))
         try:
-            note = guard.check(model, 2, keep=net)
+            note = guard.check(net, 2)
             assert note is not None and "robustness collapsed at epoch 2" in note and "keeping epoch 1" in note
             assert guard.history[-1].robust_accuracy < before - 20
             assert guard.best_epoch == 1

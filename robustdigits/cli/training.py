@@ -193,11 +193,8 @@ def train(model: str, dropout: float | None, width: int | None, epochs: int, ste
                                            notes=lambda note: err_console.print(f"[yellow]{note}[/]"))
         metrics = adv_result.metrics
         plot = plot_loss_curve(metrics, out / f"loss_{path.stem}.png", title=f"{name} ({data.info.name} data)")
-        rows = [[e, s, loss, acc, g] for e, s, loss, acc, g in
-                zip(*(metrics[k] for k in ("test_epoch", "test_step", "test_loss", "test_accuracy",
-                                           "guard_robust_accuracy")))] if adv.guard_images else \
-            [[e, s, loss, acc, None] for e, s, loss, acc in
-             zip(*(metrics[k] for k in ("test_epoch", "test_step", "test_loss", "test_accuracy")))]
+        guard = metrics["guard_robust_accuracy"] or [None] * len(metrics["test_epoch"])
+        rows = [[*row, g] for row, g in zip(epoch_rows(metrics), guard)]
         render(f"{name}: {metrics['test_step'][-1]:,} steps, {adv.method} at ε = {adv.eps:g}",
                [*TRAIN_COLUMNS, f"held-out PGD-{adv.guard_steps} accuracy (%)"], rows)
         console.print(f"kept epoch {adv_result.best_epoch} (best held-out robustness): test accuracy "
@@ -209,10 +206,13 @@ def train(model: str, dropout: float | None, width: int | None, epochs: int, ste
         result = train_model(spec, config, data, device=device, checkpoint=path, resume=resume, overwrite=overwrite,
                              progress=EpochBars(progress))
     plot = plot_loss_curve(result.metrics, out / f"loss_{path.stem}.png", title=f"{name} ({data.info.name} data)")
-    rows = [[e, s, loss, acc] for e, s, loss, acc in
-            zip(*(result.metrics[k] for k in ("test_epoch", "test_step", "test_loss", "test_accuracy")))]
-    render(f"{name}: {result.metrics['test_step'][-1]:,} steps", TRAIN_COLUMNS, rows)
+    render(f"{name}: {result.metrics['test_step'][-1]:,} steps", TRAIN_COLUMNS, epoch_rows(result.metrics))
     console.print(f"checkpoint: {path}\nloss curve: {plot}")
+
+
+def epoch_rows(metrics: dict[str, list[Any]]) -> list[list[Any]]:
+    """The per-epoch table of a run, from its metrics (the rows of TRAIN_COLUMNS)."""
+    return [list(row) for row in zip(*(metrics[k] for k in ("test_epoch", "test_step", "test_loss", "test_accuracy")))]
 
 
 ADVERSARIAL_OPTIONS = ("eps", "eps_ramp", "attack_steps", "step_size", "trades_beta", "optimizer", "schedule",

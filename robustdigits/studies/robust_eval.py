@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..attacks.linf import pgd, pgd_fooled_by_step
+from ..attacks.linf import pgd_correct, pgd_fooled_by_step
 from ..checks import check_int, check_number, unknown
 from ..data.datasets import proportional_counts
 from ..data.pixels import PixelInput
@@ -173,14 +173,10 @@ def robust_evaluation(net: nn.Module, pixels: torch.Tensor, labels: torch.Tensor
 
 def _pgd_correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
                  config: RobustEvalConfig) -> np.ndarray:
-    right = []
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.attack_seed)
-        for i in range(0, len(x), config.batch_size):
-            xb, yb = x[i:i + config.batch_size], y[i:i + config.batch_size]
-            adv = pgd(model, xb, yb, eps, steps=config.pgd_steps, restarts=config.pgd_restarts)
-            right.append(_predict(model, adv, config.batch_size) == yb)
-    return torch.cat(right).cpu().numpy()
+        return pgd_correct(model, x, y, eps, steps=config.pgd_steps, restarts=config.pgd_restarts,
+                           batch_size=config.batch_size).cpu().numpy()
 
 
 def _autoattack_correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, attack: str,
