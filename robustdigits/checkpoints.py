@@ -104,7 +104,8 @@ def save_checkpoint(
         payload["adversarial"] = adversarial
     with atomic_path(path) as tmp:
         try:
-            torch.save(payload, tmp)
+            with open(tmp, "wb") as f:  # a file object: the archive is named "archive", not after the temporary
+                torch.save(payload, f)  # file, so the same training writes the same bytes (and content hash)
         except RuntimeError as e:  # torch reports a failed write as RuntimeError, whatever its cause
             if shutil.disk_usage(tmp.parent).free >= FULL_BELOW:
                 raise  # not a full disk: a bug, shown with its traceback

@@ -1,20 +1,16 @@
-"""Running cells: one attack on one model over one image selection, here or on a Ray cluster.
+"""Attack cells: one attack on one model over one image selection.
 
 :func:`run_cell` computes a cell (a pure function of its spec, the test split and the
-model). :func:`run_grid` runs the cells a store does not hold yet, with the ``local``
-executor (one after another in this process) or the ``ray`` executor (each cell a Ray
-task with ``num_cpus=1``, or ``num_gpus=1`` on CUDA; a task lost with its worker is
-retried by Ray up to 3 times; only this process writes the store, one cell at a time,
-so a cell is never written twice). Ray is an optional extra: ``pip install -e '.[ray]'``.
+model). :func:`run_grid` runs the cells a store does not hold yet through an executor
+(:mod:`.executor`: here, in ``--jobs`` local workers, or as Ray tasks; a Ray task lost
+with its worker is retried up to 3 times); only this process writes the store, one cell
+at a time, so a cell is never written twice. Ray is an optional extra: ``pip install -e '.[ray]'``.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,17 +20,16 @@ from art.attacks.evasion import CarliniL2Method, DeepFool, FastGradientMethod, P
 from ..art_bridge import make_classifier
 from ..attacks.regularized_gd import RegularizedGradientDescent
 from ..checkpoints import load_checkpoint
-from ..checks import unknown
-from ..data.datasets import proportional_counts
+from ..data.datasets import MNISTData, proportional_counts
 from ..data.pixels import MNIST_MEAN, MNIST_STD, to_pixels
 from ..errors import ConfigError
 from ..report.tables import machine_info
 from ..scoring import is_adversarial, perturbation_norms
 from ..targets import target_classes
 from .cells import CellResult, CellSpec, CellStore
+from .executor import EXECUTORS, RAY_HINT, Task, check_jobs, context, run_tasks, workers_for
 
-EXECUTORS = ("local", "ray")
-RAY_HINT = "--executor ray needs Ray, an optional extra: pip install -e '.[ray]' (or pip install ray)"
+__all__ = ["EXECUTORS", "RAY_HINT", "attack_task", "compute_cell", "run_cell", "run_grid", "select_indices"]
 Done = Callable[[CellSpec, bool], None]  # called per cell: (spec, computed now rather than reused)
 
 
@@ -114,83 +109,55 @@ def run_cell(spec: CellSpec, images: np.ndarray, labels: np.ndarray, model: torc
     return CellResult(spec, samples, seconds, machine_info(device))
 
 
+def attack_task(spec: CellSpec) -> Task:
+    """The cell as a task of the executor: it reads its model's checkpoint."""
+    return Task(spec.key, "attack", f"{spec.model}: {spec.attack}", compute_cell, (spec.to_dict(),), spec.checkpoint)
+
+
+_MODELS: dict[str, torch.nn.Module] = {}  # per worker: the models its last cells attacked, by content hash
+
+
+def compute_cell(spec_dict: dict[str, Any], *, path: str) -> CellResult:
+    """A cell in a worker (or here): the model from ``path``, the test split from the task's context."""
+    spec = CellSpec.from_dict(spec_dict)
+    ctx = context()
+    assert ctx.data is not None, "a cell runs with the grid's data in its context"
+    model = _MODELS.get(spec.model_sha256)
+    if model is None:
+        if len(_MODELS) >= 4:
+            _MODELS.clear()
+        model = _MODELS[spec.model_sha256] = load_checkpoint(path).build_model(ctx.device)
+    return run_cell(spec, ctx.data.test_images.numpy(), ctx.data.test_labels.numpy(), model, device=ctx.device)
+
+
 def run_grid(
     specs: Sequence[CellSpec],
     store: CellStore,
-    images: np.ndarray,
-    labels: np.ndarray,
+    data: MNISTData,
     *,
     device: torch.device,
     executor: str = "local",
+    jobs: int | None = None,
     address: str | None = None,
     fresh: bool = False,
     done: Done | None = None,
 ) -> list[CellResult]:
     """Every cell's result, in the order of ``specs``: finished cells are read from
-    ``store``, the others computed (``fresh``: all of them) and saved as each finishes,
-    so an interrupted grid resumes with only the cells it had not finished."""
-    if executor not in EXECUTORS:
-        raise unknown("executor", executor, EXECUTORS)
+    ``store``, the others computed (``fresh``: all of them) by ``executor`` and saved as
+    each finishes, so an interrupted grid resumes with only the cells it had not finished."""
+    check_jobs(jobs, executor)
     unique = list({s.key: s for s in specs}.values())
     pending = [s for s in unique if fresh or not store.has(s)]
     for spec in unique:
         if spec not in pending and done:
             done(spec, False)
-    if pending and executor == "local":
-        _run_local(pending, store, images, labels, device=device, fresh=fresh, done=done)
-    elif pending:
-        _run_ray(pending, store, images, labels, device=device, address=address, fresh=fresh, done=done)
-    return [store.load(s) for s in specs]
 
-
-def _run_local(pending: Sequence[CellSpec], store: CellStore, images: np.ndarray, labels: np.ndarray, *,
-               device: torch.device, fresh: bool, done: Done | None) -> None:
-    models: dict[str, torch.nn.Module] = {}
-    for spec in pending:
-        if spec.model_sha256 not in models:
-            models[spec.model_sha256] = load_checkpoint(spec.checkpoint).build_model(device)
-        store.save(run_cell(spec, images, labels, models[spec.model_sha256], device=device), replace=fresh)
+    def finished(task: Task, result: CellResult, seconds: float) -> list[Task]:
+        store.save(result, replace=fresh)
         if done:
-            done(spec, True)
+            done(result.spec, True)
+        return []
 
-
-def _ray_cell(spec: dict[str, Any], data: tuple[np.ndarray, np.ndarray], checkpoint: bytes,
-              device: str) -> CellResult:
-    """One cell in a Ray worker: the checkpoint travels as bytes, so workers on other
-    machines need neither the file nor the data cache."""
-    torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "model.pt"
-        path.write_bytes(checkpoint)
-        dev = torch.device(device)
-        model = load_checkpoint(path).build_model(dev)
-    return run_cell(CellSpec.from_dict(spec), data[0], data[1], model, device=dev)
-
-
-def _run_ray(pending: Sequence[CellSpec], store: CellStore, images: np.ndarray, labels: np.ndarray, *,
-             device: torch.device, address: str | None, fresh: bool, done: Done | None) -> None:
-    try:
-        import ray
-    except ImportError as e:
-        raise ConfigError(RAY_HINT) from e
-    if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    gpu = device.type == "cuda"
-    task = ray.remote(num_cpus=1, num_gpus=1 if gpu else 0, max_retries=3)(_ray_cell)
-    data = ray.put((np.ascontiguousarray(images), np.ascontiguousarray(labels)))
-    weights = {s.model_sha256: ray.put(Path(s.checkpoint).read_bytes()) for s in pending}
-    futures = {task.remote(s.to_dict(), data, weights[s.model_sha256], str(device)): s for s in pending}
-    try:
-        while futures:
-            ready, _ = ray.wait(list(futures), num_returns=1)
-            spec = futures.pop(ready[0])
-            try:
-                result = ray.get(ready[0])
-            except ray.exceptions.RayTaskError as e:  # the worker's own exception, one line at the CLI
-                raise e.as_instanceof_cause() from None
-            store.save(result, replace=fresh)
-            if done:
-                done(spec, True)
-    finally:
-        for future in futures:
-            ray.cancel(future, force=True)
+    run_tasks([attack_task(s) for s in pending], finished=finished, data=data, device=device, executor=executor,
+              jobs=workers_for(jobs, executor, len(pending)), address=address)
+    return [store.load(s) for s in specs]

@@ -18,6 +18,8 @@ from ..config import TrainConfig, study_steps
 from ..data.datasets import DatasetInfo, MNISTData
 from ..errors import CheckpointError
 from ..fileio import exclusive
+from ..grid.executor import Task, context, run_tasks, step_progress, workers_for
+from ..grid.train_cells import TrainCell, read_record, write_record
 from ..report.plots import plot_loss_curve
 from ..report.tables import machine_info, machine_line, write_report
 from ..training import TrainEvent, TrainResult, train
@@ -70,6 +72,54 @@ class VariantResult:
         return statistics.stdev(self.accuracies) if len(self.runs) > 1 else None
 
 
+def variant_cell(variant: Variant, seed: int, config: AblationConfig, data: MNISTData,
+                 checkpoints: str | os.PathLike[str]) -> TrainCell:
+    """The training cell of ``variant`` for ``seed``: its checkpoint in the cache's layout."""
+    tc = config.train_config(variant, seed)
+    identity = {"kind": "variant", "variant": variant.name, "model": {"name": variant.model.name,
+                "kwargs": dict(variant.model.kwargs)}, "train": tc.to_dict(), "data": data.info.sha256}
+    path = checkpoint_path(checkpoints, data.info, variant.name, seed, config.checkpoint_tag)
+    return TrainCell(variant.name, seed, identity, str(path))
+
+
+def variant_finished(cell: TrainCell, data: MNISTData, config: AblationConfig) -> bool:
+    """Whether the cache holds the cell finished. A file in its place that is another
+    training, or whose record names another cell, is refused by name; a finished
+    checkpoint from before training cells gets its record now."""
+    path = Path(cell.path)
+    if not path.is_file():
+        return False
+    ckpt = load_checkpoint(path)
+    check_is_variant(ckpt, get_variant(cell.name), cell.seed, data.info, config)
+    record = read_record(cell)
+    if not ckpt.complete:
+        return False
+    if record is None:
+        write_record(cell, seconds=None, machine={}, accuracy=ckpt.metrics["test_accuracy"][-1],
+                     loss=ckpt.metrics["test_loss"][-1])
+    return True
+
+
+def variant_task(cell: TrainCell, config: AblationConfig, fresh: bool) -> Task:
+    train_config = config.train_config(get_variant(cell.name), cell.seed)
+    return Task(cell.key, "train", cell.label, train_variant, (cell.name, train_config.to_dict(), fresh), cell.path,
+                writes=True)
+
+
+def train_variant(name: str, train_config: dict[str, Any], fresh: bool, *, path: str) -> dict[str, Any]:
+    """A variant's training cell in a worker (or here): the data and device from the task's context."""
+    ctx = context()
+    assert ctx.data is not None, "a training cell runs with the grid's data in its context"
+    result = _train_one(get_variant(name), TrainConfig(**train_config), ctx.data, Path(path), device=ctx.device,
+                        fresh=fresh, progress=step_progress)
+    return {"accuracy": result.final.accuracy, "loss": result.final.loss, "machine": machine_info(ctx.device)}
+
+
+def finish_training_cell(cell: TrainCell, result: dict[str, Any], seconds: float) -> None:
+    """Record a training cell a worker finished."""
+    write_record(cell, seconds=seconds, machine=result["machine"], accuracy=result["accuracy"], loss=result["loss"])
+
+
 def run_ablation(
     data: MNISTData,
     config: AblationConfig,
@@ -78,29 +128,46 @@ def run_ablation(
     checkpoints: str | os.PathLike[str],
     variants: Sequence[Variant] = VARIANTS,
     fresh: bool = False,
-    progress: Callable[[Variant, int, TrainEvent], None] | None = None,
+    progress: Callable[[str, TrainEvent], None] | None = None,
     only_seeds: Sequence[int] | None = None,
+    executor: str = "local",
+    jobs: int | None = None,
+    address: str | None = None,
+    done: Callable[[TrainCell, float | None], None] | None = None,
 ) -> list[VariantResult]:
-    """Train every variant for every seed (1..``config.seeds``, or ``only_seeds``). A
-    complete checkpoint with the same config and data is reused and an incomplete one resumed.
+    """Train every variant for every seed (1..``config.seeds``, or ``only_seeds``), each
+    run a training cell of the executor (``jobs`` local workers, or Ray). A complete
+    checkpoint with the same config and data is reused and an incomplete one resumed.
 
     ``fresh`` retrains into ``<name>.fresh.pt`` and replaces the finished checkpoint
     only when the new one is complete, so an interrupted fresh run loses nothing.
     The checkpoint folder is locked for the run: a second process on it is refused.
+    ``progress(label, event)`` gets the steps of runs trained in this process (``jobs``
+    1); ``done(cell, seconds)`` each finished cell (seconds None: reused).
     """
-    results = []
+    seeds = list(only_seeds or range(1, config.seeds + 1))
+    cells = [variant_cell(v, seed, config, data, checkpoints) for v in variants for seed in seeds]
     with exclusive(checkpoint_dir(checkpoints, data.info), "checkpoint folder"):
-        for variant in variants:
-            runs = []
-            for seed in only_seeds or range(1, config.seeds + 1):
-                def report(event: TrainEvent, variant: Variant = variant, seed: int = seed) -> None:
-                    if progress:
-                        progress(variant, seed, event)
+        pending = [c for c in cells if fresh or not variant_finished(c, data, config)]
+        for cell in cells:
+            if cell not in pending and done:
+                done(cell, None)
+        by_key = {c.key: c for c in pending}
 
-                path = checkpoint_path(checkpoints, data.info, variant.name, seed, config.checkpoint_tag)
-                runs.append(_train_one(variant, config.train_config(variant, seed), data, path, device=device,
-                                       fresh=fresh, progress=report))
-            results.append(VariantResult(variant, runs))
+        def finished(task: Task, result: dict[str, Any], seconds: float) -> list[Task]:
+            finish_training_cell(by_key[task.key], result, seconds)
+            if done:
+                done(by_key[task.key], seconds)
+            return []
+
+        run_tasks([variant_task(c, config, fresh) for c in pending], finished=finished, data=data, device=device,
+                  executor=executor, jobs=workers_for(jobs, executor, len(pending)), address=address,
+                  progress=progress)
+        results: list[VariantResult] = []
+        for v in variants:  # finished checkpoints are read back: the weights, metrics and final evaluation
+            runs = [train(v.model, config.train_config(v, seed), data, device=device, checkpoint=c.path, resume=True)
+                    for seed, c in zip(seeds, cells[len(results) * len(seeds):])]
+            results.append(VariantResult(v, runs))
     return results
 
 
@@ -149,9 +216,11 @@ def write_ablation_report(
     out_dir: str | os.PathLike[str],
     device: torch.device,
     settings: dict[str, Any] | None = None,
+    workers: str = "",
 ) -> list[Path]:
     """``ablation.md/.csv/.json`` and ``loss_<variant>.png`` (seed 1) in ``out_dir``;
-    ``settings`` (what identifies the run) is kept in the JSON."""
+    ``settings`` (what identifies the run) is kept in the JSON; ``workers`` says what
+    trained the runs (e.g. "2 local workers × 1 torch thread")."""
     machine = machine_info(device)
     steps = config.train_config(VARIANTS[0], 1).total_steps(data.info.n_train)
     budget = (f"the study's {steps:,} SGD steps (3 epochs of 60,000 at batch {config.base.batch_size})"
@@ -161,7 +230,7 @@ def write_ablation_report(
         f"Budget: {budget}; batch {config.base.batch_size}, lr {config.base.lr}, "
         f"seeds {', '.join(str(config.base.seed + s) for s in range(config.seeds))}"
         + (" (mean ± sample std over seeds)" if config.seeds > 1 else "") + ".",
-        f"Machine: {machine_line(machine)}.",
+        f"Machine: {machine_line(machine)}" + (f"; the runs trained here by {workers}" if workers else "") + ".",
         "Published: the study's test accuracy on full MNIST (10,000 test images).",
     ]
     rows = table_rows(results, data.info.n_train)
@@ -177,7 +246,7 @@ def write_ablation_report(
         for r in results
     ]
     meta = {"settings": settings, "dataset": dataclasses.asdict(data.info), "budget": config.budget, "steps": steps,
-            "seeds": config.seeds, "machine": machine}
+            "seeds": config.seeds, "machine": machine, "workers": workers}
     paths = write_report(out_dir, "ablation", title="MNIST ablation: the study's numbers beside ours",
                          notes=notes, columns=COLUMNS, rows=rows, records=records, meta=meta)
     for r in results:
@@ -202,7 +271,7 @@ def trained_checkpoint(
     device: torch.device,
     seed: int = 1,
     announce: Callable[[Path], None] | None = None,
-    progress: Callable[[Variant, int, TrainEvent], None] | None = None,
+    progress: Callable[[str, TrainEvent], None] | None = None,
 ) -> Checkpoint:
     """``ref`` is a checkpoint file, or a variant name: its checkpoint for ``seed`` on
     ``data``, trained (or finished) first with the ablation's settings, after

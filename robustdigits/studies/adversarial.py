@@ -95,30 +95,82 @@ def adversarial_settings(row: str, config: RobustnessConfig) -> dict[str, Any]:
     return {"rgd_steps": config.adv_rgd_steps, "targeted": row == "adv-rgd-next-digit"}
 
 
+def adversarial_setup(row: str, config: RobustnessConfig, seed: int) -> tuple[ModelSpec, TrainConfig]:
+    """The network and training settings of an adversarially trained row."""
+    if row == "adv-recipe":
+        recipe = get_recipe("robust")
+        return recipe.model, dataclasses.replace(recipe.train, seed=seed)
+    return ModelSpec("textbook"), TrainConfig(epochs=config.adv_epochs, momentum=0.5, seed=seed)
+
+
+def adversarial_identity(row: str, config: RobustnessConfig, seed: int, data: MNISTData) -> dict[str, Any]:
+    """Everything that determines a row's weights: its training cell's identity."""
+    spec, train_config = adversarial_setup(row, config, seed)
+    settings = get_recipe("robust").adversarial.to_dict() if row == "adv-recipe" else adversarial_settings(row, config)
+    return {"kind": "adversarial", "row": row, "model": {"name": spec.name, "kwargs": dict(spec.kwargs)},
+            "train": train_config.to_dict(), "settings": settings, "data": data.info.sha256}
+
+
+def check_adversarial(row: str, path: Path, data: MNISTData, config: RobustnessConfig, seed: int = 1
+                      ) -> Checkpoint | None:
+    """The row's checkpoint at ``path`` (None where there is none); a file there that is
+    another training is refused by name. An unfinished recipe checkpoint is returned as it
+    is (training resumes it)."""
+    if not path.is_file():
+        return None
+    ckpt = load_checkpoint(path)
+    spec, train_config = adversarial_setup(row, config, seed)
+    if row == "adv-recipe":
+        info = ckpt.adversarial or {}
+        if (info.get("recipe") != "robust" or info.get("config") != get_recipe("robust").adversarial.to_dict()
+                or ckpt.model_spec != spec or ckpt.train_config != train_config
+                or ckpt.dataset.sha256 != data.info.sha256):
+            raise CheckpointError(f"{path} sits in the place of the adversarially trained row 'adv-recipe' but is not "
+                                  "the robust recipe on this data; move it away and rerun 'robustdigits "
+                                  "robustness' to train it")
+        return ckpt
+    stored = ckpt.metrics.get("adversarial_settings", [None])[0]
+    if (ckpt.model_spec != spec or ckpt.train_config != train_config or ckpt.dataset.sha256 != data.info.sha256
+            or ckpt.metrics.get("adversarial_training") != [ADVERSARIAL_LABELS[row]]
+            or (stored is not None and stored != adversarial_settings(row, config))):
+        raise CheckpointError(f"{path} sits in the place of the adversarially trained row {row!r} but was "
+                              "trained with other settings, data or network; move it away and rerun "
+                              "'robustdigits robustness' to train it")
+    return ckpt
+
+
 def adversarial_checkpoint(row: str, data: MNISTData, root: str | os.PathLike[str], config: RobustnessConfig,
                            *, device: torch.device, seed: int = 1,
                            announce: Callable[[str, Path], None] | None = None,
                            progress: Callable[[int, int], None] | None = None) -> Checkpoint:
-    """The textbook network with momentum, adversarially trained as ``row`` says (cached
-    in the checkpoint folder like the ablation's variants; trained first when missing)."""
+    """The row's network (cached in the checkpoint folder like the ablation's variants;
+    trained first when missing or, for the recipe, unfinished)."""
     path = checkpoint_path(root, data.info, row, seed)
-    if row == "adv-recipe":
-        return _recipe_checkpoint(path, data, device=device, seed=seed, announce=announce, progress=progress)
-    spec = ModelSpec("textbook")
-    train_config = TrainConfig(epochs=config.adv_epochs, momentum=0.5, seed=seed)
-    settings = adversarial_settings(row, config)
-    if path.is_file():
-        ckpt = load_checkpoint(path)
-        stored = ckpt.metrics.get("adversarial_settings", [None])[0]
-        if (ckpt.model_spec != spec or ckpt.train_config != train_config or ckpt.dataset.sha256 != data.info.sha256
-                or ckpt.metrics.get("adversarial_training") != [ADVERSARIAL_LABELS[row]]
-                or (stored is not None and stored != settings)):
-            raise CheckpointError(f"{path} sits in the place of the adversarially trained row {row!r} but was "
-                                  "trained with other settings, data or network; move it away and rerun "
-                                  "'robustdigits robustness' to train it")
+    ckpt = check_adversarial(row, path, data, config, seed)
+    if ckpt is not None and ckpt.complete:
         return ckpt
     if announce:
         announce(row, path.absolute())
+    train_adversarial_row(row, path, data, config, device=device, seed=seed, progress=progress)
+    return load_checkpoint(path)
+
+
+def train_adversarial_row(row: str, path: Path, data: MNISTData, config: RobustnessConfig, *,
+                          device: torch.device, seed: int = 1,
+                          progress: Callable[[int, int], None] | None = None) -> Checkpoint:
+    """Train the row into ``path`` (the recipe resumes an unfinished checkpoint there)."""
+    spec, train_config = adversarial_setup(row, config, seed)
+    if row == "adv-recipe":
+        recipe = get_recipe("robust")
+
+        def step(event: TrainEvent) -> None:
+            if progress and event.kind == "step":
+                progress(event.step, event.total_steps)
+
+        train_adversarial(recipe.model, train_config, recipe.adversarial, data, device=device, checkpoint=path,
+                          resume=True, recipe="robust", progress=step)
+        return load_checkpoint(path)
+    settings = adversarial_settings(row, config)
     torch.manual_seed(seed)
     np.random.seed(seed)  # ART's trainers shuffle with NumPy's global generator
     model = spec.build().to(device)
@@ -162,35 +214,6 @@ def adversarial_checkpoint(row: str, data: MNISTData, root: str | os.PathLike[st
                                      "adversarial_settings": [settings]}
     save_checkpoint(path, model_spec=spec, train_config=train_config, dataset=data.info, model=model,
                     optimizer=optimizer, metrics=metrics, epoch=config.adv_epochs, step=batches, complete=True)
-    return load_checkpoint(path)
-
-
-def _recipe_checkpoint(path: Path, data: MNISTData, *, device: torch.device, seed: int,
-                       announce: Callable[[str, Path], None] | None,
-                       progress: Callable[[int, int], None] | None) -> Checkpoint:
-    """The robust recipe's network for ``seed``, trained by :func:`train_adversarial` into the
-    row's place (a file there must be that recipe, on this data, finished)."""
-    recipe = get_recipe("robust")
-    config = dataclasses.replace(recipe.train, seed=seed)
-    if path.is_file():
-        ckpt = load_checkpoint(path)
-        info = ckpt.adversarial or {}
-        if (info.get("recipe") != "robust" or info.get("config") != recipe.adversarial.to_dict()
-                or ckpt.model_spec != recipe.model or ckpt.train_config != config
-                or ckpt.dataset.sha256 != data.info.sha256 or not ckpt.complete):
-            raise CheckpointError(f"{path} sits in the place of the adversarially trained row 'adv-recipe' but is not "
-                                  "the finished robust recipe on this data; move it away and rerun 'robustdigits "
-                                  "robustness' to train it")
-        return ckpt
-    if announce:
-        announce("adv-recipe", path.absolute())
-
-    def tick(event: TrainEvent) -> None:
-        if progress and event.kind == "step":
-            progress(event.step, event.total_steps)
-
-    train_adversarial(recipe.model, config, recipe.adversarial, data, device=device, checkpoint=path,
-                      recipe="robust", progress=tick)
     return load_checkpoint(path)
 
 

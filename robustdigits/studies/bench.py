@@ -166,13 +166,14 @@ def bench_result(cells: BenchCells, results: dict[str, CellResult], config: Benc
 
 
 def run_bench(models: Sequence[ModelRef], data: MNISTData, config: BenchConfig, store: CellStore, *,
-              device: torch.device, executor: str = "local", address: str | None = None, fresh: bool = False,
-              done: Callable[[CellSpec, bool], None] | None = None) -> tuple[BenchCells, BenchResult]:
+              device: torch.device, executor: str = "local", jobs: int | None = None, address: str | None = None,
+              fresh: bool = False, done: Callable[[CellSpec, bool], None] | None = None
+              ) -> tuple[BenchCells, BenchResult]:
     """Run the benchmark's cells that ``store`` lacks (all of them with ``fresh``), then
     score everything from the stored per-sample results."""
     cells = bench_cells(models, data, config)
-    results = run_grid(cells.all, store, data.test_images.numpy(), data.test_labels.numpy(), device=device,
-                       executor=executor, address=address, fresh=fresh, done=done)
+    results = run_grid(cells.all, store, data, device=device, executor=executor, jobs=jobs, address=address,
+                       fresh=fresh, done=done)
     return cells, bench_result(cells, {r.spec.key: r for r in results}, config)
 
 

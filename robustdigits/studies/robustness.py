@@ -31,15 +31,27 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..checkpoints import checkpoint_dir, checkpoint_path
 from ..checks import check_choice, check_int, check_number
 from ..data.datasets import MNISTData
+from ..data.fetch import sha256_file
+from ..fileio import exclusive
 from ..grid.cells import CellResult, CellSpec, CellStore, ModelRef
-from ..grid.runner import run_grid
+from ..grid.executor import Task, context, run_tasks
+from ..grid.runner import attack_task, run_grid
+from ..grid.train_cells import TrainCell, read_record, write_record
 from ..report.plots import plot_bands
 from ..report.tables import machine_info, machine_line, write_report
 from ..scoring import wilson_interval
-from ..variants import VARIANTS
-from .adversarial import ADVERSARIAL, ADVERSARIAL_LABELS
+from ..variants import VARIANTS, Variant
+from .ablation import AblationConfig, finish_training_cell, variant_cell, variant_finished, variant_task
+from .adversarial import (
+    ADVERSARIAL,
+    ADVERSARIAL_LABELS,
+    adversarial_identity,
+    check_adversarial,
+    train_adversarial_row,
+)
 from .contrasts import write_contrasts
 
 ANCHOR = ("Anchor: a PGD-trained MNIST network holds 88.5-89.6% robust accuracy at ε = 0.3 (Madry et al.; "
@@ -266,8 +278,7 @@ def write_robustness_report(rows: Sequence[RowResult], config: RobustnessConfig,
         "batch. " + ANCHOR + (" adv-recipe is 'robustdigits train --recipe robust' (the wong net at twice the width, "
                               "PGD-5 adversarial training at ε = 0.3, 12 epochs; docs/robustness.md)."
                               if "adv-recipe" in config.adversarial else ""),
-        f"Machine: {machine_line(machine)}. Wall time of this run: "
-        + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items() if isinstance(v, float)) + ".",
+        f"Machine: {machine_line(machine)}. " + _time_note(seconds),
         "Sanity checks (robust accuracy never above clean, PGD never better at a larger ε, no attack at 0% on a "
         "non-robust model, PGD changing something): " + ("all hold." if not problems else "; ".join(problems)),
     ]
@@ -301,23 +312,136 @@ def write_robustness_report(rows: Sequence[RowResult], config: RobustnessConfig,
     return paths, problems
 
 
+Done = Callable[[str, str, "float | None"], None]  # (kind, label, seconds; None: reused), per finished cell
+
+
+def adversarial_cell(row: str, data: MNISTData, checkpoints: str | os.PathLike[str], config: RobustnessConfig
+                     ) -> TrainCell:
+    return TrainCell(row, 1, adversarial_identity(row, config, 1, data),
+                     str(checkpoint_path(checkpoints, data.info, row, 1)))
+
+
+def train_row(row: str, config: RobustnessConfig, *, path: str) -> dict[str, Any]:
+    """An adversarially trained row's training cell in a worker (or here)."""
+    ctx = context()
+    assert ctx.data is not None, "a training cell runs with the grid's data in its context"
+    ckpt = train_adversarial_row(row, Path(path), ctx.data, config, device=ctx.device)
+    return {"accuracy": ckpt.metrics["test_accuracy"][-1], "loss": ckpt.metrics["test_loss"][-1],
+            "machine": machine_info(ctx.device)}
+
+
+def _row_finished(cell: TrainCell, data: MNISTData, config: RobustnessConfig) -> bool:
+    ckpt = check_adversarial(cell.name, Path(cell.path), data, config, cell.seed)
+    record = read_record(cell) if ckpt is not None else None
+    if ckpt is None or not ckpt.complete:
+        return False
+    if record is None:
+        write_record(cell, seconds=None, machine={}, accuracy=ckpt.metrics["test_accuracy"][-1],
+                     loss=ckpt.metrics["test_loss"][-1])
+    return True
+
+
+def robustness_cell_count(data: MNISTData, config: RobustnessConfig) -> int:
+    """Attack cells per model."""
+    return len(cell_specs(ModelRef("", "", "", {"seed": 1}), data, config))
+
+
 def run_robustness(models: Sequence[ModelRef], data: MNISTData, config: RobustnessConfig, store: CellStore, *,
-                   device: torch.device, executor: str = "local", address: str | None = None, fresh: bool = False,
+                   device: torch.device, executor: str = "local", jobs: int | None = None,
+                   address: str | None = None, fresh: bool = False,
                    done: Callable[[CellSpec, bool], None] | None = None
                    ) -> tuple[list[RowResult], list[CellResult]]:
-    """Every model's cells (those ``store`` lacks are computed), then the rows, in the
-    order the models come, a row per ``ModelRef.name`` with its seeds."""
+    """Models already trained: every model's cells (those ``store`` lacks are computed),
+    then the rows, in the order the models come, a row per ``ModelRef.name`` with its seeds."""
     specs = [cell_specs(m, data, config) for m in models]
-    flat = [s for d in specs for s in d.values()]
-    results = run_grid(flat, store, data.test_images.numpy(), data.test_labels.numpy(), device=device,
-                       executor=executor, address=address, fresh=fresh, done=done)
+    results = run_grid([s for d in specs for s in d.values()], store, data, device=device, executor=executor,
+                       jobs=jobs, address=address, fresh=fresh, done=done)
+    return _rows(models, specs, results, config), results
+
+
+def _rows(models: Sequence[ModelRef], specs: Sequence[dict[str, CellSpec]], results: Sequence[CellResult],
+          config: RobustnessConfig) -> list[RowResult]:
     by_key = {r.spec.key: r for r in results}
     rows: dict[str, RowResult] = {}
     for m, cells in zip(models, specs):
         row = rows.setdefault(m.name, RowResult(m.name, row_label(m.name), []))
         row.seeds.append(m.info["seed"])
         row.measures.append(measure({role: by_key[s.key] for role, s in cells.items()}, config))
-    return list(rows.values()), results
+    return list(rows.values())
+
+
+def run_study(variants: Sequence[Variant], data: MNISTData, config: RobustnessConfig, store: CellStore, *,
+              checkpoints: str | os.PathLike[str], device: torch.device, executor: str = "local",
+              jobs: int | None = None, address: str | None = None, fresh: bool = False, done: Done | None = None,
+              progress: Callable[[str, Any], None] | None = None, ablation: AblationConfig | None = None
+              ) -> tuple[list[RowResult], list[CellResult]]:
+    """The whole study as one grid: a training cell per variant and seed (the ablation's)
+    and per adversarially trained row, each model's attack cells as soon as its training
+    cell is done (stored cells are reused; ``fresh`` recomputes the attack cells, not the
+    training). Then the rows, in the order of ``variants`` and ``config.adversarial``.
+    ``ablation`` is the variants' training (the study's by default)."""
+    ablation = ablation or AblationConfig()
+    trains: list[TrainCell] = [variant_cell(v, seed, ablation, data, checkpoints)
+                               for v in variants for seed in range(1, config.seeds + 1)]
+    trains += [adversarial_cell(row, data, checkpoints, config) for row in config.adversarial]
+    by_key = {c.key: c for c in trains}
+    models: dict[str, ModelRef] = {}
+
+    def model_ready(cell: TrainCell) -> list[Task]:
+        path = Path(cell.path).absolute()
+        m = ModelRef(cell.name, str(path), sha256_file(path), {"seed": cell.seed})
+        models[cell.key] = m
+        tasks = []
+        for spec in cell_specs(m, data, config).values():
+            if fresh or not store.has(spec):
+                tasks.append(attack_task(spec))
+            elif done:
+                done("attack", f"{spec.model} seed {cell.seed}: {spec.attack}", None)
+        return tasks
+
+    def finished(task: Task, result: Any, seconds: float) -> list[Task]:
+        if task.kind == "attack":
+            store.save(result, replace=fresh)
+            if done:
+                done("attack", task.label, seconds)
+            return []
+        cell = by_key[task.key]
+        finish_training_cell(cell, result, seconds)
+        if done:
+            done("train", cell.label, seconds)
+        return model_ready(cell)
+
+    with exclusive(checkpoint_dir(checkpoints, data.info), "checkpoint folder"):
+        tasks: list[Task] = []
+        for cell in trains:
+            is_variant = cell.identity["kind"] == "variant"
+            ready = (variant_finished(cell, data, ablation) if is_variant else _row_finished(cell, data, config))
+            if ready:
+                if done:
+                    done("train", cell.label, None)
+                tasks += model_ready(cell)
+            elif is_variant:
+                tasks.append(variant_task(cell, ablation, False))
+            else:
+                tasks.append(Task(cell.key, "train", cell.label, train_row, (cell.name, config), cell.path,
+                                  writes=True))
+        tasks.sort(key=lambda t: t.kind != "train")  # training first: its attack cells wait for it
+        run_tasks(tasks, finished=finished, data=data, device=device, executor=executor, jobs=jobs,
+                  address=address, progress=progress)
+    ordered = [models[c.key] for c in trains]
+    specs = [cell_specs(m, data, config) for m in ordered]
+    results = [store.load(s) for d in specs for s in d.values()]
+    return _rows(ordered, specs, results, config), results
+
+
+def _time_note(seconds: dict[str, Any]) -> str:
+    """The run's wall time, and the seconds its computed cells took, summed per kind (with
+    several workers the sums exceed the wall time)."""
+    note = f"Wall time of this run: {seconds['total']:.0f} s"
+    if "executor" in seconds:
+        note += f" ({seconds['executor']} executor, {seconds['jobs']} job{'s' if seconds['jobs'] > 1 else ''})"
+    sums = [f"{k.split('_')[0]} {seconds[k]:.0f} s" for k in ("training_cells", "attack_cells") if k in seconds]
+    return note + ("; cells computed in it, seconds summed: " + ", ".join(sums) if sums else "") + "."
 
 
 def cell_seconds(results: Sequence[CellResult]) -> dict[str, dict[str, float]]:
