@@ -212,19 +212,17 @@ def test_ray_without_ray_says_how_to_install_it(tmp_path, small_data, model_ref,
     monkeypatch.setitem(sys.modules, "ray", None)  # as if not installed
     specs = bench_cells([model_ref], small_data, dataclasses.replace(CONFIG, attacks=("fgsm",), sweep=(0.0,))).all
     with pytest.raises(ValueError, match=r"--executor ray needs Ray, an optional extra: pip install -e '.\[ray\]'"):
-        run_grid(specs, CellStore(tmp_path), small_data.test_images.numpy(), small_data.test_labels.numpy(),
-                 device=CPU, executor="ray")
+        run_grid(specs, CellStore(tmp_path), small_data, device=CPU, executor="ray")
 
 
 def test_ray_executor_gives_the_local_results(tmp_path, small_data, model_ref):
     ray = pytest.importorskip("ray", reason="the [ray] extra is not installed (pip install -e '.[ray]')")
     specs = bench_cells([model_ref], small_data, CONFIG).all
-    images, labels = small_data.test_images.numpy(), small_data.test_labels.numpy()
-    local = run_grid(specs, CellStore(tmp_path / "local"), images, labels, device=CPU)
+    local = run_grid(specs, CellStore(tmp_path / "local"), small_data, device=CPU)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         done: list[str] = []
-        remote = run_grid(specs, CellStore(tmp_path / "ray"), images, labels, device=CPU, executor="ray",
+        remote = run_grid(specs, CellStore(tmp_path / "ray"), small_data, device=CPU, executor="ray",
                           done=lambda s, c: done.append(s.key))
     finally:
         ray.shutdown()

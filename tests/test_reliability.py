@@ -212,7 +212,9 @@ def test_fresh_ablation_interrupted_keeps_the_finished_checkpoint(runner, data, 
 
 
 def test_interrupted_ablation_resumes_to_the_uninterrupted_result(runner, tmp_path, tiny_budget, monkeypatch):
-    args = ["ablate", "--variants", "tutorial,textbook", "--threads", "1"]
+    # --jobs 1: the runs train in this process, where the interruption is patched in (workers:
+    # tests/test_grid_executor.py's Ctrl-C test)
+    args = ["ablate", "--variants", "tutorial,textbook", "--threads", "1", "--jobs", "1"]
     assert runner.invoke(main, [*args, "--out", "whole", "--checkpoints", "c1"]).exit_code == 0
     real = ablation.train
     calls = []

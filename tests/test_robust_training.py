@@ -234,7 +234,7 @@ class TestRecipe:
         assert said == ["adv-recipe"] and again.path == ckpt.path  # found, not retrained
         monkeypatch.setitem(RECIPES, "robust", Recipe("robust", "other", tiny.model, tiny.train,
                                                       AdversarialConfig(eps=0.2, guard_images=64)))
-        with pytest.raises(CheckpointError, match="is not the finished robust recipe on this data"):
+        with pytest.raises(CheckpointError, match="is not the robust recipe on this data"):
             adversarial_checkpoint("adv-recipe", small_data, tmp_path, RobustnessConfig(), device=CPU)
 
     def test_the_shipped_recipe_is_fully_fixed(self):

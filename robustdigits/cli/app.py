@@ -30,7 +30,7 @@ from ..data.datasets import MNISTData, auto_data_switched, load_mnist
 from ..devices import DEVICE_CHOICES, resolve_device
 from ..errors import ConfigError, ConfigTypeError, RobustDigitsError
 from ..grid.cells import CellSpec
-from ..grid.runner import EXECUTORS
+from ..grid.executor import DEFAULT_JOBS, EXECUTORS, Tally, cores
 from ..report.tables import fmt
 from ..targets import check_target
 from ..training import TrainEvent
@@ -176,19 +176,32 @@ def output_options(out_help: str) -> Callable[[Callable[..., Any]], Callable[...
     return decorate
 
 
+def executor_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """--executor, --jobs and --address, shared by the commands that run cells (training runs, attacks)."""
+    options = [
+        click.option("--executor", type=Choice(EXECUTORS), default="local", show_default=True,
+                     help="local: cells on this machine, in --jobs worker processes; ray: each cell a Ray task "
+                          "(pip install -e '.[ray]'), on this machine or the cluster at --address."),
+        click.option("--jobs", type=int, default=None,
+                     help="Local worker processes, each with cores / jobs torch threads; 1: the cells one after "
+                          f"another in this process with --threads  [default: {DEFAULT_JOBS}, at most the cores]"),
+        click.option("--address", default=None,
+                     help="A running Ray cluster (e.g. ray://head:10001 or auto); default: a local Ray instance."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
 def grid_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """--cells, --fresh, --executor and --address, shared by the commands that run cells."""
+    """--cells and --fresh, then the executor's options, shared by the commands that run attack cells."""
     options = [
         click.option("--cells", type=click.Path(file_okay=False, path_type=Path), default=CELLS, show_default=True,
                      help="Store of finished cells (one folder per cell, named by the hash of its settings); "
                           "finished cells are reused, so an interrupted run resumes."),
         click.option("--fresh", is_flag=True, help="Recompute every cell even where it is stored."),
-        click.option("--executor", type=Choice(EXECUTORS), default="local", show_default=True,
-                     help="local: cells one after another here; ray: each cell a Ray task (pip install -e "
-                          "'.[ray]'), on this machine or the cluster at --address."),
-        click.option("--address", default=None,
-                     help="A running Ray cluster (e.g. ray://head:10001 or auto); default: a local Ray instance."),
     ]
+    func = executor_options(func)
     for option in reversed(options):
         func = option(func)
     return func
@@ -348,3 +361,46 @@ def cell_progress(progress: Progress, total: int, label: str) -> Callable[[CellS
         log_line(f"cell {finished}/{total}: {spec.model} {spec.attack} ({'computed' if computed else 'reused'})")
 
     return done
+
+
+def grid_progress(progress: Progress, tally: Tally, label: str,
+                  spent: dict[str, float]) -> Callable[[str, str, float | None], None]:
+    """A bar over a grid's cells of every kind: done / total by kind and the time left at
+    the measured pace; ``spent`` sums the computed cells' seconds per kind."""
+    task = progress.add_task(label, total=tally.total, info="")
+
+    def done(kind: str, what: str, seconds: float | None) -> None:
+        tally.add(kind, seconds)
+        if seconds is not None:
+            spent[kind] = spent.get(kind, 0.0) + seconds
+        progress.update(task, completed=tally.finished, info=tally.line())
+        log_line(f"cell {tally.finished}/{tally.total}: {kind} {what} "
+                 f"({'reused' if seconds is None else f'{seconds:.1f} s'}; {tally.line()})")
+
+    return done
+
+
+def step_bars(progress: Progress) -> Callable[[str, TrainEvent], None]:
+    """A bar per training cell run in this process, over its steps (the last one shown)."""
+    bars: dict[str, TaskID] = {}
+
+    def show(label: str, event: TrainEvent) -> None:
+        if label not in bars:
+            for bar in bars.values():
+                progress.update(bar, visible=False)
+            bars[label] = progress.add_task(f"  train {label}", total=event.total_steps, info="")
+        progress.update(bars[label], completed=event.step)
+        if event.evaluation is not None:
+            progress.update(bars[label], info=f"test acc {event.evaluation.accuracy:.2f}%")
+
+    return show
+
+
+def workers_text(executor: str, jobs: int) -> str:
+    """What runs a command's cells, for its report: "2 local workers × 1 torch thread"."""
+    if executor == "ray":
+        return "Ray tasks (1 CPU each)"
+    if jobs == 1:
+        return f"this process ({torch.get_num_threads()} torch thread{'s' if torch.get_num_threads() > 1 else ''})"
+    threads = max(1, cores() // jobs)
+    return f"{jobs} local workers × {threads} torch thread{'s' if threads > 1 else ''}"

@@ -9,18 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import click
-import torch
-from rich.progress import (
-    TaskID,
-)
 
-from ..checkpoints import default_checkpoints
+from ..checkpoints import checkpoint_dir, checkpoint_path, default_checkpoints
 from ..data.datasets import MNISTData
-from ..data.fetch import sha256_file
 from ..fileio import check_writable_dir
-from ..grid.cells import CellStore, ModelRef
+from ..grid.cells import CellStore
+from ..grid.executor import Tally, check_executor
 from ..report.tables import check_replaceable, settings_hash
-from ..studies.adversarial import ADVERSARIAL, ADVERSARIAL_LABELS, adversarial_checkpoint
+from ..studies.adversarial import ADVERSARIAL, ADVERSARIAL_LABELS, check_adversarial
 from ..studies.bench import ATTACKS, BenchConfig, bench_cells, run_bench, write_bench_report
 from ..studies.bench import COLUMNS as BENCH_COLUMNS
 from ..studies.bench import table_rows as bench_rows
@@ -30,14 +26,14 @@ from ..studies.experiment import table_rows as attack_rows
 from ..studies.robustness import (
     RobustnessConfig,
     cell_seconds,
-    run_robustness,
+    robustness_cell_count,
+    run_study,
     write_robustness_report,
 )
-from ..studies.robustness import cell_specs as robustness_cells
 from ..studies.robustness import columns as ROBUSTNESS_COLUMNS
 from ..studies.robustness import table_rows as robustness_rows
 from ..targets import TARGET_MODES
-from ..variants import VARIANTS, Variant, get_variant, variant_names
+from ..variants import VARIANTS, get_variant, variant_names
 from .app import (
     CONTEXT,
     RUNS,
@@ -50,19 +46,20 @@ from .app import (
     data_options,
     err_console,
     grid_options,
+    grid_progress,
     handle_errors,
     main,
     make_progress,
     output_options,
     render,
     setup,
+    step_bars,
     usage_errors,
 )
 from .refs import (
     announce_training,
     check_model_ref,
     grid_model,
-    load_checkpoint_for,
     load_model,
     model_tag,
 )
@@ -154,7 +151,7 @@ def attack(model_ref: str, target: str, steps: int, eta: float, lam: float, init
 @handle_errors
 def bench(models: str, attacks: str, n: int, n_slow: int, target: str, eps: float, rgd_steps: int,
           out: Path | None, overwrite: bool, checkpoints: Path | None, cells: Path, fresh: bool, executor: str,
-          address: str | None, **common: Any) -> None:
+          jobs: int | None, address: str | None, **common: Any) -> None:
     """Our attack beside ART's FGSM, PGD, C&W and DeepFool on every model variant.
 
     Reports clean accuracy, success rate, L2 / L∞ perturbations and time per image, plus
@@ -170,6 +167,7 @@ def bench(models: str, attacks: str, n: int, n_slow: int, target: str, eps: floa
     chosen = ATTACKS if attacks == "all" else tuple(a.strip() for a in attacks.split(","))
     with usage_errors():
         config = BenchConfig(n=n, n_slow=n_slow, target=target, eps=eps, rgd_steps=rgd_steps, attacks=chosen)
+    jobs = check_executor(executor, jobs, address)
     refs = variant_names() if models == "all" else [m.strip() for m in models.split(",")]
     for ref in refs:
         check_model_ref(ref, "--models")
@@ -188,39 +186,28 @@ def bench(models: str, attacks: str, n: int, n_slow: int, target: str, eps: floa
     store = CellStore(cells)
     total = len({s.key for s in bench_cells(loaded, data, config).all})
     with make_progress() as progress:
-        grid, result = run_bench(loaded, data, config, store, device=device, executor=executor, address=address,
-                                 fresh=fresh, done=cell_progress(progress, total, f"bench: {total} cells"))
+        grid, result = run_bench(loaded, data, config, store, device=device, executor=executor, jobs=jobs,
+                                 address=address, fresh=fresh,
+                                 done=cell_progress(progress, total, f"bench: {total} cells"))
     paths = write_bench_report(result, config, data, out, device, settings=settings, cells=grid, store=store)
     render(f"{len(loaded)} models × {len(chosen)} attacks on the first {min(n, data.info.n_test):,} "
            f"{data.info.name} test images", BENCH_COLUMNS, bench_rows(result))
     console.print("wrote " + ", ".join(str(p) for p in paths))
 
 
-def robustness_models(chosen: Sequence[Variant], data: MNISTData, config: RobustnessConfig, checkpoints: Path,
-                      device: torch.device) -> list[ModelRef]:
-    """The variants' checkpoints for every seed, and the adversarially trained rows (seed
-    1); each trained first where missing, saying what and where."""
-    models = []
-    for v in chosen:
-        for seed in range(1, config.seeds + 1):
-            path = load_checkpoint_for(v.name, data, checkpoints, device, seed=seed).path.absolute()
-            models.append(ModelRef(v.name, str(path), sha256_file(path), {"seed": seed}))
-    for row in config.adversarial:
-        with make_progress() as progress:
-            bar = progress.add_task(f"adversarial training {row}", total=None, info="")
-
-            def announce(name: str, path: Path) -> None:
-                console.print(f"[yellow]{name} is not trained on {data.info.name} data: training it now "
-                              f"({ADVERSARIAL_LABELS[name]}"
-                              f"{'' if name == 'adv-recipe' else f'; {config.adv_epochs} epochs'}) into {path}[/]")
-
-            def advance(k: int, total: int, bar: TaskID = bar) -> None:
-                progress.update(bar, completed=k, total=total)
-
-            ckpt = adversarial_checkpoint(row, data, checkpoints, config, device=device, announce=announce,
-                                          progress=advance)
-        models.append(ModelRef(row, str(ckpt.path.absolute()), sha256_file(ckpt.path), {"seed": 1}))
-    return models
+def announce_rows(rows: Sequence[str], data: MNISTData, checkpoints: Path, config: RobustnessConfig) -> None:
+    """Before the grid trains adversarially trained rows: which, and where."""
+    todo = []
+    for row in rows:
+        path = checkpoint_path(checkpoints, data.info, row, 1)
+        ckpt = check_adversarial(row, path, data, config)
+        if ckpt is None or not ckpt.complete:
+            todo.append(row)
+    if todo:
+        console.print(f"[yellow]first, training {len(todo)} adversarially trained row{'s' if len(todo) > 1 else ''} "
+                      f"not yet trained on {data.info.name} data (seed 1): "
+                      + "; ".join(f"{row}: {ADVERSARIAL_LABELS[row]}" for row in todo)
+                      + f", into {checkpoint_dir(checkpoints, data.info)}[/]")
 
 
 @main.command(context_settings=CONTEXT)
@@ -239,15 +226,17 @@ def robustness_models(chosen: Sequence[Variant], data: MNISTData, config: Robust
 @data_options
 @handle_errors
 def robustness(variants: str, seeds: int, n: int, n_slow: int, adversarial: str, out: Path | None, overwrite: bool,
-               checkpoints: Path | None, cells: Path, fresh: bool, executor: str, address: str | None,
-               **common: Any) -> None:
+               checkpoints: Path | None, cells: Path, fresh: bool, executor: str, jobs: int | None,
+               address: str | None, **common: Any) -> None:
     """Does momentum, dropout or batch-norm change robustness? The variants, attacked.
 
     Per variant over --seeds seeds on the first --n test images: clean accuracy, PGD
     robust accuracy at ε = 0.1, 0.2, 0.3, the study's attack (next digit) and the
     smallest L2 over the minimum-norm attacks, with 95% Wilson intervals; plus
     adversarially trained rows. Writes robustness.md/.csv/.json and two curves (L2 and
-    L∞). Every attack is a cell (see 'bench -h'): an interrupted run resumes.
+    L∞). The study is one grid: every training run and every attack is a cell (see
+    'bench -h'), run by --jobs local workers or Ray, an attack as soon as its model is
+    trained; an interrupted run resumes.
 
     \b
     Example:
@@ -258,6 +247,7 @@ def robustness(variants: str, seeds: int, n: int, n_slow: int, adversarial: str,
         chosen = VARIANTS if variants == "all" else tuple(get_variant(v.strip()) for v in variants.split(","))
         rows = () if adversarial in ("", "none") else tuple(a.strip() for a in adversarial.split(","))
         config = RobustnessConfig(n=n, n_slow=n_slow, seeds=seeds, adversarial=rows)
+    jobs = check_executor(executor, jobs, address)
     checkpoints = checkpoints or default_checkpoints()
     if out is not None:
         check_writable_dir(out, "--out")
@@ -270,16 +260,19 @@ def robustness(variants: str, seeds: int, n: int, n_slow: int, adversarial: str,
     out = out or check_writable_dir(RUNS / data.info.name / f"robustness-{settings_hash(settings)}", "--out")
     announce(data, device)
     announce_training([v.name for v in chosen], data, checkpoints, device, seeds=range(1, seeds + 1))
-    models = robustness_models(chosen, data, config, checkpoints, device)
-    trained = time.perf_counter()
+    announce_rows(rows, data, checkpoints, config)
     store = CellStore(cells)
-    total = len({s.key for m in models for s in robustness_cells(m, data, config).values()})
+    trains = len(chosen) * seeds + len(rows)
+    tally = Tally({"train": trains, "attack": trains * robustness_cell_count(data, config)}, slots=jobs)
+    spent = {"train": 0.0, "attack": 0.0}
     with make_progress() as progress:
-        results, all_cells = run_robustness(models, data, config, store, device=device, executor=executor,
-                                            address=address, fresh=fresh,
-                                            done=cell_progress(progress, total, f"robustness: {total} cells"))
-    seconds: dict[str, Any] = {"training": trained - started, "cells": time.perf_counter() - trained,
-               "total": time.perf_counter() - started, "per_attack": cell_seconds(all_cells)}
+        done = grid_progress(progress, tally, f"robustness: {tally.total} cells", spent)
+        results, all_cells = run_study(chosen, data, config, store, checkpoints=checkpoints, device=device,
+                                            executor=executor, jobs=jobs, address=address, fresh=fresh, done=done,
+                                            progress=step_bars(progress))
+    seconds: dict[str, Any] = {"training_cells": spent["train"], "attack_cells": spent["attack"],
+                               "total": time.perf_counter() - started, "jobs": jobs, "executor": executor,
+                               "per_attack": cell_seconds(all_cells)}
     paths, problems = write_robustness_report(results, config, data, out, device, seconds=seconds,
                                               settings=settings)
     render(f"Robustness on the first {min(n, data.info.n_test):,} {data.info.name} test images",

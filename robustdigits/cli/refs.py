@@ -74,12 +74,12 @@ def load_checkpoint_for(ref: str, data: MNISTData, checkpoints: Path, device: to
                       f"{path}. To attack a model of your own, pass its checkpoint file instead.[/]")
 
     with make_progress() as progress:
-        bars: dict[int, TaskID] = {}
+        bars: dict[str, TaskID] = {}
 
-        def show(variant: Variant, seed: int, event: TrainEvent) -> None:
-            if seed not in bars:
-                bars[seed] = progress.add_task(f"train {variant.name}", total=event.total_steps, info="")
-            progress.update(bars[seed], completed=event.step)
+        def show(label: str, event: TrainEvent) -> None:
+            if label not in bars:
+                bars[label] = progress.add_task(f"train {label}", total=event.total_steps, info="")
+            progress.update(bars[label], completed=event.step)
 
         ckpt = trained_checkpoint(ref, data, checkpoints=checkpoints, device=device, seed=seed, announce=announce,
                                   progress=show)

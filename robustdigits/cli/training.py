@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,9 +21,11 @@ from ..errors import CheckpointError
 from ..evaluation import COLUMNS as EVAL_COLUMNS
 from ..evaluation import evaluate as evaluate_model
 from ..fileio import check_writable_dir, check_writable_file
+from ..grid.executor import Tally, check_executor
+from ..grid.train_cells import TrainCell, read_record, write_record
 from ..models import list_models
 from ..report.plots import plot_loss_curve
-from ..report.tables import check_replaceable, settings_hash
+from ..report.tables import check_replaceable, machine_info, settings_hash
 from ..robust_training import (
     METHODS,
     OPTIMIZERS,
@@ -57,6 +60,7 @@ from .app import (
     console,
     data_options,
     err_console,
+    executor_options,
     handle_errors,
     log_line,
     main,
@@ -65,6 +69,7 @@ from .app import (
     render,
     setup,
     usage_errors,
+    workers_text,
 )
 from .refs import (
     check_model_ref,
@@ -184,6 +189,10 @@ def train(model: str, dropout: float | None, width: int | None, epochs: int, ste
     check_writable_file(path, "--checkpoint")
     out = out or check_writable_dir(RUNS / data.info.name / "train", "--out")
     announce(data, device)
+    identity = {"kind": "train", "model": {"name": spec.name, "kwargs": dict(spec.kwargs)}, "train": config.to_dict(),
+                "adversarial": None if adv is None else adv.to_dict(), "recipe": recipe, "data": data.info.sha256}
+    cell = TrainCell(name, config.seed, identity, str(path))  # a training cell: its record is written beside it
+    started = time.perf_counter()
     if adv is not None:
         if recipe is not None:
             console.print(f"recipe {recipe}: {get_recipe(recipe).description}")
@@ -192,6 +201,8 @@ def train(model: str, dropout: float | None, width: int | None, epochs: int, ste
                                            recipe=recipe, progress=EpochBars(progress),
                                            notes=lambda note: err_console.print(f"[yellow]{note}[/]"))
         metrics = adv_result.metrics
+        write_record(cell, seconds=time.perf_counter() - started, machine=machine_info(device),
+                     accuracy=adv_result.final.accuracy, loss=adv_result.final.loss)
         plot = plot_loss_curve(metrics, out / f"loss_{path.stem}.png", title=f"{name} ({data.info.name} data)")
         guard = metrics["guard_robust_accuracy"] or [None] * len(metrics["test_epoch"])
         rows = [[*row, g] for row, g in zip(epoch_rows(metrics), guard)]
@@ -205,6 +216,8 @@ def train(model: str, dropout: float | None, width: int | None, epochs: int, ste
     with make_progress() as progress:
         result = train_model(spec, config, data, device=device, checkpoint=path, resume=resume, overwrite=overwrite,
                              progress=EpochBars(progress))
+    write_record(cell, seconds=time.perf_counter() - started, machine=machine_info(device),
+                 accuracy=result.final.accuracy, loss=result.final.loss)
     plot = plot_loss_curve(result.metrics, out / f"loss_{path.stem}.png", title=f"{name} ({data.info.name} data)")
     render(f"{name}: {result.metrics['test_step'][-1]:,} steps", TRAIN_COLUMNS, epoch_rows(result.metrics))
     console.print(f"checkpoint: {path}\nloss curve: {plot}")
@@ -335,15 +348,18 @@ def ablation_folder(config: AblationConfig, chosen: Sequence[Variant]) -> str:
                 "reports/runs/embedded/ablation]")
 @click.option("--fresh", is_flag=True,
               help="Retrain even where a finished checkpoint exists (it is replaced only when the new one is done).")
+@executor_options
 @data_options
 @handle_errors
 def ablate(budget: str, epochs: int, seeds: int, variants: str, out: Path | None, overwrite: bool,
-           checkpoints: Path | None, fresh: bool, **common: Any) -> None:
+           checkpoints: Path | None, fresh: bool, executor: str, jobs: int | None, address: str | None,
+           **common: Any) -> None:
     """Train the study's nine variants and put our accuracy beside the published one.
 
     Writes ablation.md/.csv/.json and loss_<variant>.png to a folder named by the
-    settings (see --out). Finished checkpoints are reused and unfinished ones resumed,
-    so an interrupted run picks up where it stopped.
+    settings (see --out). Each run is a training cell: finished checkpoints are reused
+    and unfinished ones resumed, so an interrupted run picks up where it stopped, and
+    --jobs N trains N runs at once in worker processes (--executor ray: on a cluster).
 
     \b
     Variants (the study's table; network, SGD momentum, dropout):
@@ -364,6 +380,7 @@ def ablate(budget: str, epochs: int, seeds: int, variants: str, out: Path | None
     with usage_errors():
         chosen = VARIANTS if variants == "all" else tuple(get_variant(v.strip()) for v in variants.split(","))
         config = AblationConfig(budget=budget, epochs=epochs, seeds=seeds)
+    jobs = check_executor(executor, jobs, address)
     checkpoints = checkpoints or default_checkpoints()
     if out is not None:
         check_writable_dir(out, "--out")
@@ -375,34 +392,36 @@ def ablate(budget: str, epochs: int, seeds: int, variants: str, out: Path | None
     out = out or check_writable_dir(RUNS / data.info.name / ablation_folder(config, chosen), "--out")
     announce(data, device)
     runs = len(chosen) * seeds
+    tally = Tally({"train": runs}, slots=jobs)
     with make_progress() as progress:
         overall = progress.add_task(f"ablation: {runs} runs ({len(chosen)} variants × {seeds} seeds)", total=runs,
                                     info="")
-        tasks: dict[tuple[str, int], TaskID] = {}
-        # Runs go in this order; those before the current one are finished (trained now, or
-        # reused after a resume), so the overall bar counts them, and its fraction of the
-        # current run keeps its time-left estimate moving.
-        order = [(v.name, s) for v in chosen for s in range(1, seeds + 1)]
+        bars: dict[str, TaskID] = {}
 
-        def show(variant: Variant, seed: int, event: TrainEvent) -> None:
-            key = (variant.name, seed)
-            k = order.index(key)
-            if key not in tasks:
-                for done in tasks.values():
-                    progress.update(done, visible=False)
-                tasks[key] = progress.add_task(f"  {variant.name} seed {seed}", total=event.total_steps, info="")
-            progress.update(tasks[key], completed=event.step)
-            progress.update(overall, completed=k + event.step / event.total_steps, info=f"now {k + 1} of {runs}")
+        def show(label: str, event: TrainEvent) -> None:  # the steps of a run trained in this process
+            if label not in bars:
+                for bar in bars.values():
+                    progress.update(bar, visible=False)
+                bars[label] = progress.add_task(f"  {label}", total=event.total_steps, info="")
+            progress.update(bars[label], completed=event.step)
+            progress.update(overall, completed=tally.finished + event.step / event.total_steps)
             if event.evaluation is not None:
-                progress.update(tasks[key], info=f"test acc {event.evaluation.accuracy:.2f}%")
-                if event.step >= event.total_steps:
-                    log_line(f"run {k + 1} of {runs} done: {variant.name} seed {seed}, test acc "
-                             f"{event.evaluation.accuracy:.2f}%")
+                progress.update(bars[label], info=f"test acc {event.evaluation.accuracy:.2f}%")
+
+        def finished(cell: TrainCell, seconds: float | None) -> None:
+            tally.add("train", seconds)
+            progress.update(overall, completed=tally.finished, info=tally.line())
+            if seconds is not None:
+                record = read_record(cell) or {}
+                log_line(f"run {tally.finished} of {runs} done: {cell.label}, test acc "
+                         f"{record.get('test_accuracy', float('nan')):.2f}% ({seconds:.0f} s; {tally.line()})")
 
         results = run_ablation(data, config, device=device, checkpoints=checkpoints, variants=chosen,
-                               fresh=fresh, progress=show)
+                               fresh=fresh, progress=show, executor=executor, jobs=jobs, address=address,
+                               done=finished)
         progress.update(overall, completed=runs, info="done")
-    paths = write_ablation_report(results, config, data, out, device, settings=settings)
+    paths = write_ablation_report(results, config, data, out, device, settings=settings,
+                                  workers=workers_text(executor, jobs))
     render(f"Ablation on {data.info.name} data ({budget} budget) beside the study's full-MNIST numbers",
            ABLATION_COLUMNS, ablation_rows(results, data.info.n_train), keep=ABLATION_SUMMARY)
     console.print("wrote " + ", ".join(str(p) for p in paths[:3]) + f" and {len(paths) - 3} loss curves")
