@@ -94,6 +94,80 @@ def fake_cells(labels, rgd, cw, df, clean=None) -> dict[str, CellResult]:
     return {"rgd": cell(rgd), "cw": cell(cw), "deepfool": cell(df)}
 
 
+class TestAutoAttackInTheStudy:
+    """``robustness --autoattack``: AutoAttack cells on the PGD cells' images, robust only when
+    right clean, the per-image worst case, the PGD − AA gap flagged, a seeded random sample."""
+
+    def test_scoring_on_a_tiny_grid(self, tmp_path, small_data, tiny_models):
+        pytest.importorskip("pyautoattack", reason="the robust extra is not installed (pip install -e '.[robust]')")
+        from robustdigits.grid.runner import random_stratified
+
+        config = dataclasses.replace(TINY, seeds=1, n=24, eps=(0.05, 0.1), autoattack=(0.05,), aa_version="apgd",
+                                     sample="random", sample_seed=3)
+        rows, results = run_robustness(tiny_models[:1], small_data, config, CellStore(tmp_path / "cells"), device=CPU)
+        cells = {(r.spec.attack, r.spec.params.get("eps")): r.samples for r in results}
+        aa, pgd = cells[("autoattack", 0.05)], cells[("pgd", 0.05)]
+        expected = random_stratified(small_data.test_labels.numpy(), 24, 3)
+        for c in (aa, pgd, cells[("clean", None)]):  # every row's cells attack the same seeded random images
+            assert c["index"].tolist() == expected.tolist()
+        assert aa["linf"].max() <= 0.05 + 1e-6  # inside the ball
+        m = rows[0].measures[0]
+        right = aa["clean_pred"] == aa["label"]
+        robust = right & (aa["adv_pred"] == aa["label"])
+        assert m.aa[0.05] == pytest.approx(100 * robust.mean())
+        worst = robust & (pgd["adv_pred"] == pgd["label"])
+        assert m.worst[0.05] == pytest.approx(100 * worst.mean())
+        assert m.worst[0.05] <= min(m.aa[0.05], m.pgd[0.05]) and m.aa[0.05] <= m.clean
+        assert m.aa[0.05] <= m.pgd[0.05]  # APGD never reports more robustness than 5-step PGD here
+        assert 0 < m.pgd[0.05] < m.clean  # and the comparison is not between two zeros
+        assert m.gap(0.05) == pytest.approx(m.pgd[0.05] - m.aa[0.05])
+        table = table_rows(rows, config)
+        assert len(table[0]) == len(columns(config)) and "AutoAttack ε=0.05 robust acc. (%)" in columns(config)
+
+    def test_a_gap_above_one_point_is_flagged(self):
+        from robustdigits.studies.robustness import RowResult
+
+        config = dataclasses.replace(TINY, eps=(0.1, 0.2, 0.3), autoattack=(0.3,))
+        m = ModelMeasures(98.0, {0.1: 60.0, 0.2: 30.0, 0.3: 10.0}, 90.0, None, np.zeros(1), {}, aa={0.3: 8.5},
+                          worst={0.3: 8.5})
+        problems = sanity_checks([RowResult("textbook", "t", [1], [m])], config)
+        assert problems == ["textbook seed 1: PGD at ε=0.3 reports 1.5 points more robustness than AutoAttack "
+                            "(flagged: a weak attack or gradient masking; trust AutoAttack)"]
+        m.aa[0.3] = 9.5
+        assert sanity_checks([RowResult("textbook", "t", [1], [m])], config) == []
+
+    @pytest.mark.parametrize("args, message", [
+        (["--autoattack", "0.1,x"], "Invalid value for '--autoattack': '0.1,x' is not a comma-separated list of "
+                                    "numbers; e.g. --autoattack 0.1,0.2,0.3"),
+        (["--autoattack", "1.5"], "autoattack must be in (0.0, 1.0], got 1.5"),
+        (["--aa-version", "fast"], "Invalid value for '--aa-version'"),
+    ])
+    def test_bad_input_is_one_line_exit_2(self, tmp_path, monkeypatch, args, message):
+        from click.testing import CliRunner
+
+        from robustdigits.cli import main
+
+        monkeypatch.chdir(tmp_path)
+        result = CliRunner().invoke(main, ["robustness", *args])
+        assert result.exit_code == 2 and message in result.output, result.output
+        assert not list(tmp_path.iterdir())
+
+    def test_a_missing_package_is_named_before_any_work(self, tmp_path, monkeypatch):
+        import sys
+
+        from click.testing import CliRunner
+
+        from robustdigits.cli import main
+
+        monkeypatch.setitem(sys.modules, "pyautoattack", None)  # as if not installed
+        monkeypatch.chdir(tmp_path)
+        result = CliRunner().invoke(main, ["robustness", "--autoattack", "0.3"])
+        assert result.exit_code == 1 and result.output.startswith(
+            "Error: AutoAttack needs the pyautoattack package, which is not installed: pip install "
+            "'robustdigits[robust]'"), result.output
+        assert not list(tmp_path.iterdir())
+
+
 def test_min_norm_takes_the_smallest_misclassifying_example():
     labels = [3, 5, 7, 1]
     cells = fake_cells(labels, rgd=[(4, 2.0), (6, 1.0), (7, 0.5), (1, 0.1)],

@@ -404,3 +404,14 @@ def workers_text(executor: str, jobs: int) -> str:
         return f"this process ({torch.get_num_threads()} torch thread{'s' if torch.get_num_threads() > 1 else ''})"
     threads = max(1, cores() // jobs)
     return f"{jobs} local workers × {threads} torch thread{'s' if threads > 1 else ''}"
+
+
+def radii(text: str, option: str = "--autoattack") -> tuple[float, ...]:
+    """Comma-separated radii ("" is none), or a usage error naming the option."""
+    if not text.strip():
+        return ()
+    try:
+        return tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise click.UsageError(f"Invalid value for '{option}': {text!r} is not a comma-separated list of numbers; "
+                               f"e.g. {option} 0.1,0.2,0.3") from None

@@ -15,6 +15,7 @@ from ..data.datasets import MNISTData
 from ..fileio import check_writable_dir
 from ..grid.cells import CellStore
 from ..grid.executor import Tally, check_executor
+from ..grid.runner import autoattack_class
 from ..report.tables import check_replaceable, settings_hash
 from ..studies.adversarial import ADVERSARIAL, ADVERSARIAL_LABELS, check_adversarial
 from ..studies.bench import ATTACKS, BenchConfig, bench_cells, run_bench, write_bench_report
@@ -24,6 +25,8 @@ from ..studies.experiment import COLUMNS as ATTACK_COLUMNS
 from ..studies.experiment import AttackConfig, run_experiment, write_experiment_report
 from ..studies.experiment import table_rows as attack_rows
 from ..studies.robustness import (
+    AA_VERSIONS,
+    SAMPLES,
     RobustnessConfig,
     cell_seconds,
     robustness_cell_count,
@@ -51,6 +54,7 @@ from .app import (
     main,
     make_progress,
     output_options,
+    radii,
     render,
     setup,
     step_bars,
@@ -221,13 +225,20 @@ def announce_rows(rows: Sequence[str], data: MNISTData, checkpoints: Path, confi
               help="C&W and DeepFool (the minimum-norm attacks besides ours) on a stratified subset of this many.")
 @click.option("--adversarial", default=",".join(ADVERSARIAL), show_default=True,
               help="Adversarially trained rows (seed 1), comma-separated, or none.")
+@click.option("--autoattack", "aa_eps", default="", metavar="EPS",
+              help="Comma-separated L∞ radii where AutoAttack runs too, on the same images (e.g. 0.1,0.2,0.3; "
+                   "needs the robust extra): its robust accuracy, the per-image worst case with PGD, the gap.")
+@click.option("--aa-version", type=Choice(AA_VERSIONS), default="standard", show_default=True,
+              help="standard: APGD-CE, APGD-T, FAB-T, Square; apgd: APGD-CE + APGD-T (about half the cost).")
+@click.option("--sample", type=Choice(SAMPLES), default="first", show_default=True,
+              help="first: the first --n test images; random: a seeded random --n, stratified by digit.")
 @output_options("Report folder  [default: reports/runs/<dataset>/robustness-<settings>]")
 @grid_options
 @data_options
 @handle_errors
-def robustness(variants: str, seeds: int, n: int, n_slow: int, adversarial: str, out: Path | None, overwrite: bool,
-               checkpoints: Path | None, cells: Path, fresh: bool, executor: str, jobs: int | None,
-               address: str | None, **common: Any) -> None:
+def robustness(variants: str, seeds: int, n: int, n_slow: int, adversarial: str, aa_eps: str, aa_version: str,
+               sample: str, out: Path | None, overwrite: bool, checkpoints: Path | None, cells: Path, fresh: bool,
+               executor: str, jobs: int | None, address: str | None, **common: Any) -> None:
     """Does momentum, dropout or batch-norm change robustness? The variants, attacked.
 
     Per variant over --seeds seeds on the first --n test images: clean accuracy, PGD
@@ -246,7 +257,10 @@ def robustness(variants: str, seeds: int, n: int, n_slow: int, adversarial: str,
     with usage_errors():
         chosen = VARIANTS if variants == "all" else tuple(get_variant(v.strip()) for v in variants.split(","))
         rows = () if adversarial in ("", "none") else tuple(a.strip() for a in adversarial.split(","))
-        config = RobustnessConfig(n=n, n_slow=n_slow, seeds=seeds, adversarial=rows)
+        config = RobustnessConfig(n=n, n_slow=n_slow, seeds=seeds, adversarial=rows, autoattack=radii(aa_eps),
+                                  aa_version=aa_version, sample=sample)
+    if config.autoattack:
+        autoattack_class()  # a missing package is named before any work
     jobs = check_executor(executor, jobs, address)
     checkpoints = checkpoints or default_checkpoints()
     if out is not None:

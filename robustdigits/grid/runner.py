@@ -21,7 +21,7 @@ from ..art_bridge import make_classifier
 from ..attacks.regularized_gd import RegularizedGradientDescent
 from ..checkpoints import load_checkpoint
 from ..data.datasets import MNISTData, proportional_counts
-from ..data.pixels import MNIST_MEAN, MNIST_STD, to_pixels
+from ..data.pixels import MNIST_MEAN, MNIST_STD, PixelInput, to_pixels
 from ..errors import ConfigError
 from ..report.tables import machine_info
 from ..scoring import is_adversarial, perturbation_norms
@@ -29,7 +29,8 @@ from ..targets import target_classes
 from .cells import CellResult, CellSpec, CellStore
 from .executor import EXECUTORS, RAY_HINT, Task, check_jobs, context, run_tasks, workers_for
 
-__all__ = ["EXECUTORS", "RAY_HINT", "attack_task", "compute_cell", "run_cell", "run_grid", "select_indices"]
+__all__ = ["EXECUTORS", "RAY_HINT", "attack_task", "autoattack", "autoattack_class", "compute_cell",
+           "random_stratified", "run_cell", "run_grid", "select_indices"]
 Done = Callable[[CellSpec, bool], None]  # called per cell: (spec, computed now rather than reused)
 
 
@@ -42,15 +43,72 @@ def stratified_subset(labels: np.ndarray, k: int) -> np.ndarray:
     return np.sort(np.concatenate(chosen))
 
 
+def random_stratified(labels: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """A seeded random ``k`` of ``labels``' images, each digit in proportion to its share
+    (largest remainder), sorted: the same images for every model given the same seed."""
+    labels = np.asarray(labels)
+    if k > len(labels):
+        raise ConfigError(f"images must be at most the {len(labels):,} test images, got {k:,}")
+    rng = np.random.default_rng(seed)
+    counts = proportional_counts(np.bincount(labels, minlength=10), k)
+    chosen = [rng.choice(np.flatnonzero(labels == d), size=c, replace=False) for d, c in enumerate(counts)]
+    return np.sort(np.concatenate(chosen))
+
+
 def select_indices(selection: str, labels: np.ndarray) -> np.ndarray:
-    """``first:N`` (the first N test images) or ``stratified:K:N`` (K of the first N)."""
+    """``first:N`` (the first N test images), ``stratified:K:N`` (K of the first N, each
+    class's first), ``random:K:SEED`` (a seeded random K of the whole split, stratified), or
+    ``BASE/stratified:K`` (K of BASE's images, every class in proportion, each class's first)."""
+    if "/" in selection:
+        base, sub = selection.split("/", 1)
+        kind, *numbers = sub.split(":")
+        if kind != "stratified" or len(numbers) != 1:
+            raise ConfigError(f"unknown image selection {selection!r}; a subset is BASE/stratified:K")
+        index = select_indices(base, labels)
+        return index[stratified_subset(labels[index], min(int(numbers[0]), len(index)))]
     kind, *numbers = selection.split(":")
     if kind == "first" and len(numbers) == 1:
         return np.arange(min(int(numbers[0]), len(labels)))
     if kind == "stratified" and len(numbers) == 2:
         n = min(int(numbers[1]), len(labels))
         return stratified_subset(labels[:n], min(int(numbers[0]), n))
-    raise ConfigError(f"unknown image selection {selection!r}; use first:N or stratified:K:N")
+    if kind == "random" and len(numbers) == 2:
+        return random_stratified(labels, min(int(numbers[0]), len(labels)), int(numbers[1]))
+    raise ConfigError(f"unknown image selection {selection!r}; use first:N, stratified:K:N or random:K:SEED")
+
+
+AUTOATTACK_INSTALL = "pip install 'robustdigits[robust]' (PyPI pyautoattack 0.2.0, the AutoAttack authors' code)"
+AUTOATTACK_VERSIONS: dict[str, list[str] | None] = {"standard": None, "apgd": ["apgd-ce", "apgd-t"],
+                                                     "square": ["square"]}
+
+
+def autoattack_class() -> Any:
+    """pyautoattack's ``AutoAttack``, or one line saying how to install it."""
+    try:
+        from pyautoattack import AutoAttack
+    except ImportError as e:
+        raise ConfigError(f"AutoAttack needs the pyautoattack package, which is not installed: "
+                          f"{AUTOATTACK_INSTALL}") from e
+    return AutoAttack
+
+
+def autoattack(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, p: dict[str, Any], *,
+               device: torch.device) -> np.ndarray:
+    """AutoAttack (``p["version"]``: standard, apgd or square) at L∞ ``p["eps"]`` on pixels
+    ``x`` in [0, 1] against ``model`` (normalized input: the normalization is put inside),
+    torch-native on ``device``: the adversarial pixels (the clean ones where it gave up)."""
+    auto_attack = autoattack_class()
+    net = PixelInput(model).to(device).eval()
+    chosen = AUTOATTACK_VERSIONS[p["version"]]
+    if chosen is None:
+        aa = auto_attack(net, eps=p["eps"], norm="Linf", version="standard", device=device, seed=p["seed"])
+    else:
+        aa = auto_attack(net, attacks=chosen, eps=p["eps"], norm="Linf", version="custom", device=device,
+                         seed=p["seed"])
+    aa.verbose = False
+    x_adv, _ = aa.run_standard_evaluation(torch.from_numpy(x).to(device), torch.from_numpy(y).to(device),
+                                          batch_size=p["batch_size"])
+    return x_adv.detach().cpu().numpy().astype(np.float32)
 
 
 def build_attack(name: str, p: dict[str, Any], classifier: Any) -> Any:
@@ -73,7 +131,8 @@ def build_attack(name: str, p: dict[str, Any], classifier: Any) -> Any:
                                max_doubling=2, batch_size=bs, verbose=False)
     if name == "deepfool":
         return DeepFool(classifier, max_iter=p["steps"], batch_size=bs, verbose=False)
-    raise ConfigError(f"unknown attack {name!r} in a cell; choose from: clean, rgd, fgsm, pgd, cw, deepfool")
+    raise ConfigError(f"unknown attack {name!r} in a cell; choose from: clean, rgd, fgsm, pgd, cw, deepfool, "
+                      "autoattack")
 
 
 def run_cell(spec: CellSpec, images: np.ndarray, labels: np.ndarray, model: torch.nn.Module, *,
@@ -95,6 +154,8 @@ def run_cell(spec: CellSpec, images: np.ndarray, labels: np.ndarray, model: torc
     start = time.perf_counter()
     if spec.attack == "clean":
         x_adv = x
+    elif spec.attack == "autoattack":
+        x_adv = autoattack(model, x, y, p, device=device)
     else:
         attack = build_attack(spec.attack, p, classifier)
         x_adv = attack.generate(x, targets if targeted else y)

@@ -32,14 +32,14 @@ from torch import nn
 
 from ..attacks.linf import pgd_correct, pgd_fooled_by_step
 from ..checks import check_int, check_number, unknown
-from ..data.datasets import proportional_counts
 from ..data.pixels import PixelInput
 from ..errors import ConfigError
+from ..grid.runner import AUTOATTACK_INSTALL, autoattack_class, random_stratified
 
 ATTACKS = ("pgd", "autoattack", "apgd", "square")
-AUTOATTACK_VERSIONS = {"autoattack": None, "apgd": ["apgd-ce", "apgd-t"], "square": ["square"]}
+AUTOATTACK_VERSIONS = {"autoattack": None, "apgd": ["apgd-ce", "apgd-t"], "square": ["square"]}  # by our names
 GAP_FLAG = 1.0  # points of PGD robust accuracy above AutoAttack's that flag a weak attack or masking
-INSTALL = "pip install 'robustdigits[robust]' (PyPI pyautoattack 0.2.0, the AutoAttack authors' code)"
+INSTALL = AUTOATTACK_INSTALL
 
 
 @dataclass(frozen=True)
@@ -77,24 +77,9 @@ class RobustEvalConfig:
 
 
 def sample_indices(labels: np.ndarray | torch.Tensor, n: int, seed: int) -> np.ndarray:
-    """A seeded random ``n`` of the test split, each digit in proportion to its share
-    (largest remainder), sorted: the same images for every model given the same seed."""
-    labels = np.asarray(labels)
-    if n > len(labels):
-        raise ConfigError(f"images must be at most the {len(labels):,} test images, got {n:,}")
-    rng = np.random.default_rng(seed)
-    counts = proportional_counts(np.bincount(labels, minlength=10), n)
-    chosen = [rng.choice(np.flatnonzero(labels == d), size=k, replace=False) for d, k in enumerate(counts)]
-    return np.sort(np.concatenate(chosen))
-
-
-def autoattack_class() -> Any:
-    """pyautoattack's ``AutoAttack``, or one line saying how to install it."""
-    try:
-        from pyautoattack import AutoAttack
-    except ImportError as e:
-        raise ConfigError(f"AutoAttack needs the pyautoattack package, which is not installed: {INSTALL}") from e
-    return AutoAttack
+    """A seeded random ``n`` of the test split, stratified by digit (the grid's ``random:N:SEED``
+    selection): the same images for every model given the same seed."""
+    return random_stratified(np.asarray(labels), n, seed)
 
 
 @dataclass

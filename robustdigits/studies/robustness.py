@@ -21,6 +21,7 @@ the study's attack untargeted (ART's ``AdversarialTrainer``) and toward the next
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import statistics
 from collections.abc import Callable, Sequence
@@ -35,10 +36,11 @@ from ..checkpoints import checkpoint_dir, checkpoint_path
 from ..checks import check_choice, check_int, check_number
 from ..data.datasets import MNISTData
 from ..data.fetch import sha256_file
+from ..errors import DataError
 from ..fileio import exclusive
 from ..grid.cells import CellResult, CellSpec, CellStore, ModelRef
 from ..grid.executor import Task, context, run_tasks
-from ..grid.runner import attack_task, run_grid
+from ..grid.runner import attack_task, run_grid, select_indices
 from ..grid.train_cells import TrainCell, read_record, write_record
 from ..report.plots import plot_bands
 from ..report.tables import machine_info, machine_line, write_report
@@ -56,6 +58,11 @@ from .contrasts import write_contrasts
 
 ANCHOR = ("Anchor: a PGD-trained MNIST network holds 88.5-89.6% robust accuracy at ε = 0.3 (Madry et al.; "
           "AutoAttack's table), with a larger network and far longer training than the study's 3 epochs.")
+
+
+AA_VERSIONS = ("standard", "apgd")
+SAMPLES = ("first", "random")
+GAP_FLAG = 1.0  # points of PGD robust accuracy above AutoAttack's that flag a weak attack or masking
 
 
 @dataclass(frozen=True)
@@ -77,6 +84,10 @@ class RobustnessConfig:
     adv_pgd_steps: int = 7  # PGD steps inside adversarial training (ART's default), of 2.5·ε/steps
     adv_rgd_steps: int = 10  # the study's attack inside adversarial training (η = 1, λ = 0.05)
     l2_budgets: tuple[float, ...] = tuple(round(0.1 * k, 1) for k in range(41))  # 0 to 4 in pixel L2
+    autoattack: tuple[float, ...] = ()  # L∞ radii where AutoAttack runs too, on the same images (opt-in)
+    aa_version: str = "standard"  # standard (APGD-CE, APGD-T, FAB-T, Square) or apgd (APGD-CE + APGD-T)
+    sample: str = "first"  # first: the first n test images; random: a seeded random n, stratified by digit
+    sample_seed: int = 0
 
     def __post_init__(self) -> None:
         check_int("n", self.n, 1)
@@ -89,13 +100,25 @@ class RobustnessConfig:
         check_int("rgd_steps", self.rgd_steps, 1)
         for name in self.adversarial:
             check_choice("adversarial", name, ADVERSARIAL)
+        for e in self.autoattack:
+            check_number("autoattack", e, 0.0, 1.0, low_open=True)
+        check_choice("aa_version", self.aa_version, AA_VERSIONS)
+        check_choice("sample", self.sample, SAMPLES)
+        check_int("sample_seed", self.sample_seed, 0)
+
+    def selection(self, n_test: int) -> str:
+        """The cells' image selection: the same images for every row and seed."""
+        n = min(self.n, n_test)
+        return f"first:{n}" if self.sample == "first" else f"random:{n}:{self.sample_seed}"
 
 
 def cell_specs(model: ModelRef, data: MNISTData, config: RobustnessConfig) -> dict[str, CellSpec]:
     """The cells of one model (``model.name`` its row, ``model.info["seed"]`` its seed), by
-    role: clean, pgd@ε, rgd, cw, deepfool."""
+    role: clean, pgd@ε, aa@ε (where AutoAttack runs), rgd, cw, deepfool."""
     n = min(config.n, data.info.n_test)
-    every, slow = f"first:{n}", f"stratified:{min(config.n_slow, n)}:{n}"
+    every = config.selection(data.info.n_test)
+    slow = f"stratified:{min(config.n_slow, n)}:{n}" if config.sample == "first" else \
+        f"{every}/stratified:{min(config.n_slow, n)}"  # a subset of the same images
     base = {"batch_size": config.batch_size, "seed": 0}
 
     def spec(attack: str, params: dict[str, Any], selection: str) -> CellSpec:
@@ -108,6 +131,9 @@ def cell_specs(model: ModelRef, data: MNISTData, config: RobustnessConfig) -> di
         cells[f"pgd@{e:g}"] = spec("pgd", {"targeted": False, "target": None, "eps": e,
                                            "eps_step": 2.5 * e / config.pgd_steps, "steps": config.pgd_steps,
                                            "restarts": config.pgd_restarts}, every)
+    for e in config.autoattack:
+        cells[f"aa@{e:g}"] = spec("autoattack", {"targeted": False, "target": None, "eps": e,
+                                                 "version": config.aa_version}, every)
     cells["rgd"] = spec("rgd", {"targeted": True, "target": "next-digit", "steps": config.rgd_steps, "eta": 0.1,
                                 "lam": 0.05, "early_stop": 0.5, "keep_best": True}, every)
     cells["cw"] = spec("cw", {"targeted": False, "target": None, "steps": config.cw_steps, "search": config.cw_search,
@@ -147,6 +173,12 @@ class ModelMeasures:
     rgd_median_l2: float | None  # over successes
     min_l2: np.ndarray  # per image of the minimum-norm subset
     counts: dict[str, tuple[int, int]]  # measure -> (hits, n), for pooled Wilson intervals
+    aa: dict[float, float] = field(default_factory=dict)  # ε -> AutoAttack robust accuracy (%), clean-correct
+    worst: dict[float, float] = field(default_factory=dict)  # ε -> robust to AutoAttack and PGD (same image)
+
+    def gap(self, eps: float) -> float | None:
+        """PGD's robust accuracy minus AutoAttack's at ``eps``, in points (None without both)."""
+        return self.pgd[eps] - self.aa[eps] if eps in self.pgd and eps in self.aa else None
 
 
 def measure(cells: dict[str, CellResult], config: RobustnessConfig) -> ModelMeasures:
@@ -159,11 +191,22 @@ def measure(cells: dict[str, CellResult], config: RobustnessConfig) -> ModelMeas
         hits = int(np.sum(s["adv_pred"] == s["label"]))
         counts[f"pgd@{e:g}"] = (hits, len(s["label"]))
         pgd[e] = 100.0 * hits / len(s["label"])
+    aa, worst = {}, {}
+    for e in config.autoattack:
+        s = cells[f"aa@{e:g}"].samples
+        robust = (s["adv_pred"] == s["label"]) & (s["clean_pred"] == s["label"])  # robust needs clean-correct
+        counts[f"aa@{e:g}"] = (int(np.sum(robust)), len(robust))
+        aa[e] = 100.0 * float(np.mean(robust))
+        if f"pgd@{e:g}" in cells:  # the per-image worst case over everything run at ε
+            p = cells[f"pgd@{e:g}"].samples
+            robust = robust & (p["adv_pred"] == p["label"])
+        counts[f"worst@{e:g}"] = (int(np.sum(robust)), len(robust))
+        worst[e] = 100.0 * float(np.mean(robust))
     r = cells["rgd"].samples
     counts["rgd"] = (int(np.sum(r["success"])), len(r["success"]))
     med = float(np.median(r["l2"][r["success"]])) if r["success"].any() else None
     return ModelMeasures(100.0 * counts["clean"][0] / counts["clean"][1], pgd,
-                         100.0 * counts["rgd"][0] / counts["rgd"][1], med, min_l2(cells), counts)
+                         100.0 * counts["rgd"][0] / counts["rgd"][1], med, min_l2(cells), counts, aa, worst)
 
 
 # --- the table -------------------------------------------------------------------------------------------
@@ -193,6 +236,9 @@ def columns(config: RobustnessConfig) -> list[str]:
     cols = ["model", "seeds", "n", "clean acc. (%)", "± std", "95% CI"]
     for e in config.eps:
         cols += [f"PGD ε={e:g} robust acc. (%)", "± std", "95% CI"]
+    for e in config.autoattack:
+        cols += [f"AutoAttack ε={e:g} robust acc. (%)", "± std", "95% CI", f"worst case ε={e:g} (%)",
+                 "PGD − AA (points)"]
     cols += ["next-digit attack success (%)", "± std", "95% CI", "its median L2", "median min-norm L2",
              "min-norm n"]
     return cols
@@ -206,6 +252,13 @@ def _pgd_at(eps: float) -> Callable[[ModelMeasures], float | None]:
     return lambda m: m.pgd[eps]
 
 
+def _at(what: str, eps: float) -> Callable[[ModelMeasures], float | None]:
+    """A model's AutoAttack accuracy, worst case or PGD − AA gap at ``eps``."""
+    if what == "gap":
+        return lambda m: m.gap(eps)
+    return lambda m: getattr(m, what)[eps]
+
+
 def table_rows(rows: Sequence[RowResult], config: RobustnessConfig) -> list[list[Any]]:
     out = []
     for r in rows:
@@ -213,6 +266,9 @@ def table_rows(rows: Sequence[RowResult], config: RobustnessConfig) -> list[list
         line += [*r.stat(lambda m: m.clean), _ci(r.pooled("clean"))]
         for e in config.eps:
             line += [*r.stat(_pgd_at(e)), _ci(r.pooled(f"pgd@{e:g}"))]
+        for e in config.autoattack:
+            line += [*r.stat(_at("aa", e)), _ci(r.pooled(f"aa@{e:g}")), r.stat(_at("worst", e))[0],
+                     r.stat(_at("gap", e))[0]]
         line += [*r.stat(lambda m: m.rgd_success), _ci(r.pooled("rgd")), r.stat(lambda m: m.rgd_median_l2)[0]]
         median = float(np.median(np.concatenate([m.min_l2 for m in r.measures])))
         line += [None if np.isinf(median) else median, len(r.measures[0].min_l2)]
@@ -236,6 +292,11 @@ def sanity_checks(rows: Sequence[RowResult], config: RobustnessConfig) -> list[s
             if m.rgd_success == 0 and m.pgd[config.eps[-1]] < 50:
                 problems.append(f"{where}: the study's attack succeeds on 0% of a non-robust model (PGD leaves "
                                 f"{m.pgd[config.eps[-1]]:.1f}%): a likely broken setting")
+            for e in config.autoattack:
+                gap = m.gap(e)
+                if gap is not None and gap > GAP_FLAG:
+                    problems.append(f"{where}: PGD at ε={e:g} reports {gap:.1f} points more robustness than AutoAttack "
+                                    "(flagged: a weak attack or gradient masking; trust AutoAttack)")
             if m.pgd[config.eps[-1]] == m.clean and m.clean > 0:
                 problems.append(f"{where}: PGD at ε={config.eps[-1]:g} changes no prediction: a likely broken "
                                 "setting (or gradient masking)")
@@ -261,13 +322,22 @@ def write_robustness_report(rows: Sequence[RowResult], config: RobustnessConfig,
     n = min(config.n, data.info.n_test)
     problems = sanity_checks(rows, config)
     notes = [
-        f"Dataset: {data.info.short}; the first {n:,} test images (column n), per seed. Variants: the ablation's "
+        f"Dataset: {data.info.short}; "
+        + (f"the first {n:,} test images" if config.sample == "first" else
+           f"{n:,} test images drawn at random (seed {config.sample_seed}), stratified by digit, the same for every "
+           "row and seed (indices: `meta.indices`)")
+        + " (column n), per seed. Variants: the ablation's "
         f"checkpoints, seeds 1-{config.seeds} (mean ± sample std over seeds); adversarially trained rows: seed 1. "
         "95% CI: the Wilson interval of the rate pooled over all seeds' images.",
         f"PGD: untargeted L∞, {config.pgd_steps} steps of 2.5·ε/{config.pgd_steps}, {config.pgd_restarts} random "
         f"start(s) (ART's num_random_init). The study's attack: toward the next digit, from the image, at most "
         f"{config.rgd_steps} steps of its η = 0.1, λ = 0.05, stopping at target probability 0.5 and keeping the "
         "closest success; median L2 over its successes.",
+        *([f"AutoAttack ({config.aa_version}; the authors' code, PyPI pyautoattack 0.2.0) at ε = "
+           f"{', '.join(f'{e:g}' for e in config.autoattack)} on the same images, pixels in [0, 1] with the "
+           "normalization inside the model: robust = classified correctly clean and under AutoAttack; the worst case "
+           "also under PGD at that ε (per image). A PGD − AutoAttack gap above "
+           f"{GAP_FLAG:g} point is flagged in the sanity checks."] if config.autoattack else []),
         f"Minimum norm: on a stratified {min(config.n_slow, n)} of the images, per image the smallest L2 of a "
         "misclassifying example over the study's attack (keep-best), C&W-L2 (untargeted, 3 × 10 iterations) and "
         "DeepFool (0 where the clean image is misclassified; the median over all seeds' images).",
@@ -289,27 +359,73 @@ def write_robustness_report(rows: Sequence[RowResult], config: RobustnessConfig,
             "clean_accuracy": [m.clean for m in r.measures],
             "pgd_robust_accuracy": {f"{e:g}": [m.pgd[e] for m in r.measures] for e in config.eps},
             "rgd_success": [m.rgd_success for m in r.measures],
+            "autoattack": {f"{e:g}": [m.aa[e] for m in r.measures] for e in config.autoattack},
+            "worst_case": {f"{e:g}": [m.worst[e] for m in r.measures] for e in config.autoattack},
             "rgd_median_l2": [m.rgd_median_l2 for m in r.measures],
             "min_l2": [[None if np.isinf(d) else float(d) for d in m.min_l2] for m in r.measures],  # None: none found
             "ci95": {k: list(r.pooled(k)) for k in r.measures[0].counts},
             "l2_curve": [l2_curve(m.min_l2, config.l2_budgets) for m in r.measures],
         })
     meta = {"settings": settings, "dataset": dataclasses.asdict(data.info),
+            "indices": None if config.sample == "first" else
+            select_indices(config.selection(data.info.n_test), data.test_labels.numpy()).tolist(),
             "config": dataclasses.asdict(config), "machine": machine, "seconds": seconds,
             "sanity_problems": problems, "anchor": ANCHOR}
     paths = write_report(out_dir, "robustness", title="Robustness of the study's variants", notes=notes,
                          columns=columns(config), rows=table_rows(rows, config), records=records, meta=meta)
     if config.seeds > 1:
         paths += write_contrasts(paths[2])  # the factors' effects, paired over seeds
-    l2 = {r.row: [l2_curve(m.min_l2, config.l2_budgets) for m in r.measures] for r in rows}
-    linf = {r.row: [[m.clean] + [m.pgd[e] for e in config.eps] for m in r.measures] for r in rows}
-    paths.append(plot_bands(config.l2_budgets, l2, Path(out_dir) / "robustness_l2.png",
-                            title=f"Minimum-norm robustness ({min(config.n_slow, n)} images per seed)",
-                            xlabel="L2 budget (pixels)", ylabel="robust accuracy (%)"))
-    paths.append(plot_bands((0.0, *config.eps), linf, Path(out_dir) / "robustness_linf.png",
-                            title=f"PGD robustness ({n:,} images per seed)", xlabel="ε (L∞, pixels)",
-                            ylabel="robust accuracy (%)"))
-    return paths, problems
+    return paths + robustness_figures(records, config, n, out_dir), problems
+
+
+FAMILY_COLOURS = {"tutorial": "#7f7f7f", "textbook": "#1f77b4", "improved": "#2ca02c", "adversarial": "#d62728"}
+DROPOUT_MARKERS = {None: None, 0.1: "o", 0.5: "s"}
+ADVERSARIAL_STYLES = {"adv-pgd": "-", "adv-rgd-untargeted": "--", "adv-rgd-next-digit": ":", "adv-recipe": "-."}
+
+
+def row_style(row: str) -> dict[str, Any]:
+    """A row's line in the figures: its family's colour (tutorial, textbook, improved,
+    adversarially trained); momentum 0.5 solid and 0 dashed; dropout none, 0.1 (circles) or
+    0.5 (squares); the adversarial rows by line style."""
+    variant = next((v for v in VARIANTS if v.name == row), None)
+    if variant is None:
+        return {"color": FAMILY_COLOURS["adversarial"], "linestyle": ADVERSARIAL_STYLES.get(row, "-"), "marker": None}
+    dropout = 0.5 if variant.model.name == "tutorial" else variant.model.kwargs.get("dropout")
+    return {"color": FAMILY_COLOURS[variant.model.name], "linestyle": "-" if variant.momentum else "--",
+            "marker": DROPOUT_MARKERS.get(dropout, "^")}
+
+
+def robustness_figures(records: Sequence[dict[str, Any]], config: RobustnessConfig, n: int,
+                       out_dir: str | os.PathLike[str]) -> list[Path]:
+    """``robustness_l2.png`` and ``robustness_linf.png`` from a report's records alone (so a
+    committed report's figures can be redrawn without running an attack)."""
+    styles = {r["model"]: row_style(r["model"]) for r in records}
+    l2 = {r["model"]: r["l2_curve"] for r in records}
+    linf = {r["model"]: [[c] + [r["pgd_robust_accuracy"][f"{e:g}"][k] for e in config.eps]
+                         for k, c in enumerate(r["clean_accuracy"])] for r in records}
+    return [
+        plot_bands(config.l2_budgets, l2, Path(out_dir) / "robustness_l2.png",
+                   title=f"Minimum-norm robustness ({min(config.n_slow, n)} images per seed)",
+                   xlabel="L2 budget (pixels)", ylabel="robust accuracy (%)", styles=styles),
+        plot_bands((0.0, *config.eps), linf, Path(out_dir) / "robustness_linf.png",
+                   title=f"PGD robustness ({n:,} images per seed)", xlabel="ε (L∞, pixels)",
+                   ylabel="robust accuracy (%)", styles=styles),
+    ]
+
+
+def redraw_figures(report: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None = None) -> list[Path]:
+    """Redraw a robustness report's figures from its JSON (beside it, or in ``out_dir``)."""
+    path = Path(report)
+    try:
+        payload = json.loads(path.read_text())
+        meta, records = payload["meta"], payload["records"]
+        fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in meta["config"].items()}
+        config = RobustnessConfig(**fields)
+        n = min(config.n, int(meta["dataset"]["n_test"]))
+    except (OSError, ValueError, TypeError, KeyError) as e:
+        raise DataError(f"{path} is not a readable robustness report ({type(e).__name__}: {e}); pass the "
+                        "robustness.json that 'robustdigits robustness' wrote") from e
+    return robustness_figures(records, config, n, out_dir if out_dir is not None else path.parent)
 
 
 Done = Callable[[str, str, "float | None"], None]  # (kind, label, seconds; None: reused), per finished cell
