@@ -28,3 +28,44 @@ def test_a_gallery_grows_by_rows_and_shows_the_difference_in_colour(tmp_path):
     assert 8 < twelve.shape[0] / one.shape[0] < 12  # about a row's height per image (the margins are shared)
     rgb = twelve[..., :3]
     assert (np.abs(rgb[..., 0] - rgb[..., 2]) > 0.5).any()  # red and blue differences, not only grey
+
+
+# --- the robustness study's figures ------------------------------------------------------------------------
+
+
+def test_each_row_reads_apart_by_family_colour_and_factor_style():
+    from robustdigits.studies.robustness import FAMILY_COLOURS, row_style
+
+    textbook, momentum = row_style("textbook"), row_style("textbook-momentum-dropout0.5")
+    assert textbook["color"] == momentum["color"] == FAMILY_COLOURS["textbook"]
+    assert (textbook["linestyle"], textbook["marker"]) == ("--", None)  # momentum 0, no dropout
+    assert (momentum["linestyle"], momentum["marker"]) == ("-", "s")  # momentum 0.5, dropout 0.5
+    assert row_style("improved-dropout")["color"] == FAMILY_COLOURS["improved"]
+    assert row_style("tutorial")["color"] != row_style("adv-rgd-untargeted")["color"]  # one colour each before
+    adversarial = [row_style(r) for r in ("adv-pgd", "adv-rgd-untargeted", "adv-rgd-next-digit", "adv-recipe")]
+    assert {s["color"] for s in adversarial} == {FAMILY_COLOURS["adversarial"]}
+    assert len({s["linestyle"] for s in adversarial}) == 4
+    every = ["tutorial", "textbook", "textbook-momentum", "textbook-dropout0.1", "textbook-dropout0.5",
+             "textbook-momentum-dropout0.1", "textbook-momentum-dropout0.5", "improved", "improved-dropout"]
+    assert len({tuple(sorted(row_style(r).items(), key=str)) for r in every}) == 9  # no two rows alike
+
+
+def test_figures_redraws_a_report_from_its_json_with_the_legend_outside(tmp_path):
+    from pathlib import Path
+
+    from click.testing import CliRunner
+
+    from robustdigits.cli import main
+
+    report = Path(__file__).resolve().parents[1] / "reports" / "robustness.json"
+    result = CliRunner().invoke(main, ["figures", str(report), "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    l2 = imread(tmp_path / "robustness_l2.png")
+    height, width = l2.shape[:2]
+    assert width > 1.6 * height  # the axes and, to their right, the legend
+    right = l2[: height // 2, int(width * 0.72):, :3]
+    assert (right < 0.5).any()  # the legend's text is drawn right of the axes
+    bad = tmp_path / "not-a-report.json"
+    bad.write_text('{"records": []}')
+    result = CliRunner().invoke(main, ["figures", str(bad), "--out", str(tmp_path)])
+    assert result.exit_code == 1 and result.output.startswith(f"Error: {bad} is not a readable robustness report")

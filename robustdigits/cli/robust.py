@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from ..studies.robust_eval import (
 )
 from ..studies.robust_eval import columns as robust_columns
 from ..studies.robust_eval import summary_rows as robust_rows
+from ..studies.robustness import redraw_figures
 from .app import (
     CONTEXT,
     RUNS,
@@ -40,19 +42,12 @@ from .app import (
     main,
     make_progress,
     output_options,
+    radii,
     render,
     setup,
     usage_errors,
 )
 from .refs import check_model_ref, load_checkpoint_for, model_tag
-
-
-def _radii(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(part) for part in text.split(","))
-    except ValueError:
-        raise click.UsageError(f"Invalid value for '--eps': {text!r} is not a comma-separated list of numbers; "
-                               "e.g. --eps 0.1,0.2,0.3") from None
 
 
 @main.command(context_settings=CONTEXT)
@@ -86,7 +81,7 @@ def autoattack(model_ref: str, eps: str, attacks: str, images: int, sample_seed:
       robustdigits autoattack textbook-momentum --eps 0.1 --attacks pgd,apgd --images 200
     """
     with usage_errors():
-        config = RobustEvalConfig(eps=_radii(eps), attacks=tuple(a.strip() for a in attacks.split(",")),
+        config = RobustEvalConfig(eps=radii(eps, "--eps"), attacks=tuple(a.strip() for a in attacks.split(",")),
                                   images=images, sample_seed=sample_seed, pgd_steps=pgd_steps,
                                   pgd_restarts=pgd_restarts, batch_size=batch_size)
     if any(a != "pgd" for a in config.attacks):
@@ -148,11 +143,20 @@ def describe_training(ckpt: Any) -> str:
             f"kept epoch {ckpt.adversarial.get('best_epoch')} by held-out PGD)")
 
 
+def report_options(writes: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """REPORT (a robustness.json, default the committed one) and --out, for the commands that re-read it."""
+
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        func = click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+                            help=f"Folder for {writes}  [default: beside REPORT]")(func)
+        return click.argument("report", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                              default=Path("reports") / "robustness.json")(func)
+
+    return decorate
+
+
 @main.command(context_settings=CONTEXT)
-@click.argument("report", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-                default=Path("reports") / "robustness.json")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Folder for robustness_contrasts.md/.csv/.json  [default: beside REPORT]")
+@report_options("robustness_contrasts.md/.csv/.json")
 @handle_errors
 def contrasts(report: Path, out: Path | None) -> None:
     """The factors' effects on robustness, paired over seeds, from a robustness report.
@@ -169,6 +173,26 @@ def contrasts(report: Path, out: Path | None) -> None:
         check_writable_dir(out, "--out")
     paths = write_contrasts(report, out)
     console.print(Path(paths[0]).read_text().split("\n| ", 1)[0].strip().split("\n")[0])
+    console.print("wrote " + ", ".join(str(p) for p in paths))
+
+
+@main.command(context_settings=CONTEXT)
+@report_options("robustness_l2.png and robustness_linf.png")
+@handle_errors
+def figures(report: Path, out: Path | None) -> None:
+    """Redraw a robustness report's figures from its JSON, without running an attack.
+
+    Each row's line has its family's colour (tutorial, textbook, improved, adversarially
+    trained) and its factors' style (momentum 0.5 solid, 0 dashed; dropout 0.1 circles,
+    0.5 squares); the legend sits outside the axes.
+
+    \b
+    Example:
+      robustdigits figures reports/robustness.json
+    """
+    if out is not None:
+        check_writable_dir(out, "--out")
+    paths = redraw_figures(report, out)
     console.print("wrote " + ", ".join(str(p) for p in paths))
 
 

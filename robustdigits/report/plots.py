@@ -133,23 +133,29 @@ def plot_bands(
     title: str,
     xlabel: str,
     ylabel: str,
+    styles: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Path:
     """Per entry of ``runs`` (one curve per seed), the mean over seeds as a line and the
-    band between the lowest and highest seed."""
-    fig = Figure(figsize=(7.5, 4.8))
+    band between the lowest and highest seed. ``styles`` gives an entry's line (colour,
+    linestyle, marker) so families and factors read apart; the legend sits outside the axes."""
+    fig = Figure(figsize=(9.5, 4.8))
     ax = fig.add_subplot()
     for name, curves in runs.items():
         a = np.asarray(curves, dtype=float)
-        (line,) = ax.plot(x, a.mean(axis=0), marker="o" if len(x) < 12 else None, ms=3,
-                          label=f"{name} ({len(a)} seed{'s' if len(a) > 1 else ''})")
+        style = dict((styles or {}).get(name, {}))
+        if "marker" not in style:
+            style["marker"] = "o" if len(x) < 12 else None
+        (line,) = ax.plot(x, a.mean(axis=0), ms=4, markevery=max(1, len(x) // 8), lw=1.4,
+                          label=f"{name} ({len(a)} seed{'s' if len(a) > 1 else ''})", **style)
         if len(a) > 1:
-            ax.fill_between(x, a.min(axis=0), a.max(axis=0), color=line.get_color(), alpha=0.15, linewidth=0)
+            ax.fill_between(x, a.min(axis=0), a.max(axis=0), color=line.get_color(), alpha=0.1, linewidth=0)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.set_ylim(0, 100)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=6.5, ncol=2)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, frameon=False)
+    fig.subplots_adjust(right=0.66)
     return _save(fig, path)
 
 
