@@ -203,10 +203,11 @@ class TestBadInput:
 
 
 def test_ctrl_c_stops_the_workers_and_keeps_every_finished_cell(tmp_path):
-    """Two workers, four runs: SIGINT once the first run is recorded; the command stops at
-    once, no worker is left running, and the next run reuses what had finished."""
-    args = ["ablate", "--variants", "tutorial,textbook,textbook-momentum,improved", "--budget", "epochs",
-            "--epochs", "1", "--data", "embedded", "--jobs", "2", "--out", "r", "--checkpoints", "ck"]
+    """Two workers, six runs of 375 steps: SIGINT once the first run is recorded; the command
+    stops at once, no worker is left running, and the next run reuses what had finished."""
+    args = ["ablate", "--variants", "tutorial,textbook,textbook-momentum,textbook-dropout0.1,improved,improved-dropout",
+            "--budget", "epochs", "--epochs", "3", "--data", "embedded", "--jobs", "2", "--out", "r",
+            "--checkpoints", "ck"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "robustdigits", *args], cwd=tmp_path, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -224,7 +225,7 @@ def test_ctrl_c_stops_the_workers_and_keeps_every_finished_cell(tmp_path):
     else:
         pytest.fail("a worker process outlived the interrupted command")
     finished = {p.name for p in tmp_path.glob("ck/*/*.cell.json")}
-    assert 1 <= len(finished) < 4, "the interrupt should land mid-grid"
+    assert 1 <= len(finished) < 6, "the interrupt should land mid-grid"
     again = CliRunner().invoke(main, [*args[:-2], "--checkpoints", str(tmp_path / "ck"), "--out",
                                       str(tmp_path / "r2")])
     assert again.exit_code == 0, again.output
