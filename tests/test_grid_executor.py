@@ -209,8 +209,11 @@ def test_ctrl_c_stops_the_workers_and_keeps_every_finished_cell(tmp_path):
             "--budget", "epochs", "--epochs", "3", "--data", "embedded", "--jobs", "2", "--out", "r",
             "--checkpoints", "ck"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # A shell's background job (a CI step, 'cmd &') starts with SIGINT ignored, and Python then keeps it
+    # ignored: give the command the terminal's default, as a Ctrl-C at a prompt would find it.
     proc = subprocess.Popen([sys.executable, "-m", "robustdigits", *args], cwd=tmp_path, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 240
     while time.time() < deadline and not list(tmp_path.glob("ck/*/*.cell.json")):
         time.sleep(0.1)
