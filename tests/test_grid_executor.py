@@ -23,7 +23,8 @@ from robustdigits.grid.cells import CellStore
 from robustdigits.grid.executor import Tally, check_address, check_executor, check_jobs, cores
 from robustdigits.grid.train_cells import TRAIN_FORMAT, record_path
 from robustdigits.studies.ablation import AblationConfig, run_ablation, variant_cell
-from robustdigits.studies.robustness import RobustnessConfig, run_study
+from robustdigits.studies.robustness import RobustnessConfig
+from robustdigits.studies.robustness_grid import run_study
 from robustdigits.variants import get_variant
 
 CPU = torch.device("cpu")

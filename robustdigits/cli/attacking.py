@@ -29,12 +29,11 @@ from ..studies.robustness import (
     SAMPLES,
     RobustnessConfig,
     cell_seconds,
-    robustness_cell_count,
-    run_study,
     write_robustness_report,
 )
 from ..studies.robustness import columns as ROBUSTNESS_COLUMNS
 from ..studies.robustness import table_rows as robustness_rows
+from ..studies.robustness_grid import robustness_cell_count, run_study
 from ..targets import TARGET_MODES
 from ..variants import VARIANTS, get_variant, variant_names
 from .app import (
