@@ -7,9 +7,6 @@ from pathlib import Path
 
 import click
 import torch
-from rich.progress import (
-    TaskID,
-)
 
 from ..checkpoints import Checkpoint, load_checkpoint
 from ..checks import did_you_mean
@@ -21,12 +18,13 @@ from ..studies.ablation import (
     needs_training,
     trained_checkpoint,
 )
-from ..training import TrainEvent, seconds_per_step
+from ..training import seconds_per_step
 from ..variants import Variant, get_variant, variant_names
 from .app import (
     console,
     err_console,
     make_progress,
+    step_bars,
 )
 
 
@@ -74,15 +72,8 @@ def load_checkpoint_for(ref: str, data: MNISTData, checkpoints: Path, device: to
                       f"{path}. To attack a model of your own, pass its checkpoint file instead.[/]")
 
     with make_progress() as progress:
-        bars: dict[str, TaskID] = {}
-
-        def show(label: str, event: TrainEvent) -> None:
-            if label not in bars:
-                bars[label] = progress.add_task(f"train {label}", total=event.total_steps, info="")
-            progress.update(bars[label], completed=event.step)
-
         ckpt = trained_checkpoint(ref, data, checkpoints=checkpoints, device=device, seed=seed, announce=announce,
-                                  progress=show)
+                                  progress=step_bars(progress))
     note_unfinished(ckpt)
     return ckpt
 

@@ -13,6 +13,7 @@ import click
 from ..checkpoints import default_checkpoints
 from ..checks import check_int, check_number
 from ..fileio import check_writable_dir
+from ..grid.runner import autoattack_class
 from ..report.plots import plot_convergence
 from ..report.tables import check_replaceable, machine_info, machine_line, settings_hash, write_report
 from ..studies.contrasts import write_contrasts
@@ -21,7 +22,6 @@ from ..studies.robust_eval import (
     CONVERGENCE_RESTARTS,
     CONVERGENCE_STEPS,
     RobustEvalConfig,
-    autoattack_class,
     pgd_convergence,
     robust_evaluation,
     sample_indices,

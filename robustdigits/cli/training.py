@@ -9,9 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.progress import (
-    TaskID,
-)
 
 from ..checkpoints import Checkpoint, default_checkpoints, load_checkpoint
 from ..config import ModelSpec, TrainConfig
@@ -68,6 +65,7 @@ from .app import (
     output_options,
     render,
     setup,
+    step_bars,
     usage_errors,
     workers_text,
 )
@@ -396,17 +394,11 @@ def ablate(budget: str, epochs: int, seeds: int, variants: str, out: Path | None
     with make_progress() as progress:
         overall = progress.add_task(f"ablation: {runs} runs ({len(chosen)} variants × {seeds} seeds)", total=runs,
                                     info="")
-        bars: dict[str, TaskID] = {}
+        run_bars = step_bars(progress)
 
         def show(label: str, event: TrainEvent) -> None:  # the steps of a run trained in this process
-            if label not in bars:
-                for bar in bars.values():
-                    progress.update(bar, visible=False)
-                bars[label] = progress.add_task(f"  {label}", total=event.total_steps, info="")
-            progress.update(bars[label], completed=event.step)
+            run_bars(label, event)
             progress.update(overall, completed=tally.finished + event.step / event.total_steps)
-            if event.evaluation is not None:
-                progress.update(bars[label], info=f"test acc {event.evaluation.accuracy:.2f}%")
 
         def finished(cell: TrainCell, seconds: float | None) -> None:
             tally.add("train", seconds)

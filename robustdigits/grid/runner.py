@@ -29,7 +29,7 @@ from ..targets import target_classes
 from .cells import CellResult, CellSpec, CellStore
 from .executor import EXECUTORS, RAY_HINT, Task, check_jobs, context, run_tasks, workers_for
 
-__all__ = ["EXECUTORS", "RAY_HINT", "attack_task", "autoattack", "autoattack_class", "compute_cell",
+__all__ = ["EXECUTORS", "RAY_HINT", "attack_task", "autoattack", "autoattack_class", "build_autoattack", "compute_cell",
            "random_stratified", "run_cell", "run_grid", "select_indices"]
 Done = Callable[[CellSpec, bool], None]  # called per cell: (spec, computed now rather than reused)
 
@@ -92,20 +92,25 @@ def autoattack_class() -> Any:
     return AutoAttack
 
 
+def build_autoattack(net: torch.nn.Module, eps: float, version: str, *, device: torch.device, seed: int) -> Any:
+    """pyautoattack's ``AutoAttack`` on ``net`` (pixels in [0, 1]) at L∞ ``eps``: the
+    standard version, or its ``apgd`` (APGD-CE + APGD-T) or ``square`` part alone; silent."""
+    auto_attack = autoattack_class()
+    chosen = AUTOATTACK_VERSIONS[version]
+    if chosen is None:
+        aa = auto_attack(net, eps=eps, norm="Linf", version="standard", device=device, seed=seed)
+    else:
+        aa = auto_attack(net, attacks=chosen, eps=eps, norm="Linf", version="custom", device=device, seed=seed)
+    aa.verbose = False
+    return aa
+
+
 def autoattack(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, p: dict[str, Any], *,
                device: torch.device) -> np.ndarray:
     """AutoAttack (``p["version"]``: standard, apgd or square) at L∞ ``p["eps"]`` on pixels
     ``x`` in [0, 1] against ``model`` (normalized input: the normalization is put inside),
     torch-native on ``device``: the adversarial pixels (the clean ones where it gave up)."""
-    auto_attack = autoattack_class()
-    net = PixelInput(model).to(device).eval()
-    chosen = AUTOATTACK_VERSIONS[p["version"]]
-    if chosen is None:
-        aa = auto_attack(net, eps=p["eps"], norm="Linf", version="standard", device=device, seed=p["seed"])
-    else:
-        aa = auto_attack(net, attacks=chosen, eps=p["eps"], norm="Linf", version="custom", device=device,
-                         seed=p["seed"])
-    aa.verbose = False
+    aa = build_autoattack(PixelInput(model).to(device).eval(), p["eps"], p["version"], device=device, seed=p["seed"])
     x_adv, _ = aa.run_standard_evaluation(torch.from_numpy(x).to(device), torch.from_numpy(y).to(device),
                                           batch_size=p["batch_size"])
     return x_adv.detach().cpu().numpy().astype(np.float32)

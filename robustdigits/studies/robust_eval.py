@@ -34,10 +34,9 @@ from ..attacks.linf import pgd_correct, pgd_fooled_by_step
 from ..checks import check_int, check_number, unknown
 from ..data.pixels import PixelInput
 from ..errors import ConfigError
-from ..grid.runner import AUTOATTACK_INSTALL, autoattack_class, random_stratified
+from ..grid.runner import AUTOATTACK_INSTALL, build_autoattack, random_stratified
 
 ATTACKS = ("pgd", "autoattack", "apgd", "square")
-AUTOATTACK_VERSIONS = {"autoattack": None, "apgd": ["apgd-ce", "apgd-t"], "square": ["square"]}  # by our names
 GAP_FLAG = 1.0  # points of PGD robust accuracy above AutoAttack's that flag a weak attack or masking
 INSTALL = AUTOATTACK_INSTALL
 
@@ -166,14 +165,8 @@ def _pgd_correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
 
 def _autoattack_correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, attack: str,
                         config: RobustEvalConfig, device: torch.device, state: Path | None) -> np.ndarray:
-    auto_attack = autoattack_class()
-    chosen = AUTOATTACK_VERSIONS[attack]
-    if chosen is None:
-        aa = auto_attack(model, eps=eps, norm="Linf", version="standard", device=device, seed=config.attack_seed)
-    else:
-        aa = auto_attack(model, attacks=chosen, eps=eps, norm="Linf", version="custom", device=device,
-                         seed=config.attack_seed)
-    aa.verbose = False
+    aa = build_autoattack(model, eps, "standard" if attack == "autoattack" else attack, device=device,
+                          seed=config.attack_seed)
     if state is not None:
         state.parent.mkdir(parents=True, exist_ok=True)
     _, y_adv = aa.run_standard_evaluation(x, y, batch_size=config.batch_size, state_path=state)
