@@ -18,6 +18,18 @@ def is_adversarial(predictions: np.ndarray, labels: np.ndarray, targets: np.ndar
     return predictions != labels
 
 
+def already_target(clean_pred: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Images a targeted attack cannot claim: the model already reads them as the target
+    (bool (N,); none for untargeted attacks, whose targets are -1). They are left out of its
+    success rate and distances, and counted apart."""
+    return (np.asarray(targets) >= 0) & (np.asarray(clean_pred) == np.asarray(targets))
+
+
+def robust(clean_pred: np.ndarray, adv_pred: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Robust: classified correctly on the clean image and on the adversarial one (bool (N,))."""
+    return (np.asarray(clean_pred) == np.asarray(labels)) & (np.asarray(adv_pred) == np.asarray(labels))
+
+
 def perturbation_norms(x: np.ndarray, x_adv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-sample L2 and L∞ distance in pixel units ([0, 1] scale), each (N,)."""
     delta = (x_adv - x).reshape(len(x), -1).astype(np.float64)
@@ -39,18 +51,23 @@ def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float,
 
 @dataclass(frozen=True)
 class Score:
-    n: int
-    success_rate: float  # percent of all samples
+    n: int  # images scored: all, less those left out
+    success_rate: float  # percent of the n images
     ci_low: float  # 95% Wilson interval of success_rate, percent
     ci_high: float
     median_l2: float | None  # over successful samples; None when none succeeded
     mean_l2: float | None
     median_linf: float | None
     mean_linf: float | None
+    left_out: int = 0  # targeted: images already read as the target (not in n)
 
 
-def summarize(success: np.ndarray, l2: np.ndarray, linf: np.ndarray) -> Score:
-    ok = np.asarray(success, dtype=bool)
+def summarize(success: np.ndarray, l2: np.ndarray, linf: np.ndarray, left_out: np.ndarray | None = None) -> Score:
+    """Success rate (with its Wilson interval) and distances over the successes, of the
+    images not ``left_out`` (bool (N,): for a targeted attack, :func:`already_target`)."""
+    keep = np.ones(len(success), dtype=bool) if left_out is None else ~np.asarray(left_out, dtype=bool)
+    ok = np.asarray(success, dtype=bool)[keep]
+    l2, linf = np.asarray(l2)[keep], np.asarray(linf)[keep]
 
     def stat(f: Callable[[np.ndarray], Any], a: np.ndarray) -> float | None:
         return float(f(a[ok])) if ok.any() else None
@@ -58,7 +75,8 @@ def summarize(success: np.ndarray, l2: np.ndarray, linf: np.ndarray) -> Score:
     low, high = wilson_interval(int(ok.sum()), len(ok))
     return Score(n=len(ok), success_rate=100.0 * float(ok.mean()) if len(ok) else 0.0, ci_low=low, ci_high=high,
                  median_l2=stat(np.median, l2), mean_l2=stat(np.mean, l2),
-                 median_linf=stat(np.median, linf), mean_linf=stat(np.mean, linf))
+                 median_linf=stat(np.median, linf), mean_linf=stat(np.mean, linf),
+                 left_out=int(len(keep) - keep.sum()))
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from robustdigits.grid.runner import stratified_subset
-from robustdigits.scoring import is_adversarial, perturbation_norms, summarize, wilson_interval
+from robustdigits.scoring import already_target, is_adversarial, perturbation_norms, robust, summarize, wilson_interval
 from robustdigits.targets import target_classes
 
 LABELS = np.arange(10)
@@ -60,6 +60,27 @@ def test_norms_and_summary_count_only_successes():
     assert score.success_rate == pytest.approx(200 / 3)
     assert score.median_l2 == pytest.approx(0.35) and score.mean_linf == pytest.approx(0.25)
     assert summarize(np.array([False]), l2[:1], linf[:1]).median_l2 is None
+
+
+def test_a_targeted_success_the_model_did_not_make_is_left_out_and_counted_apart():
+    # image 0 is already read as its target (1): its "success" is left out of n, the rate and the distances
+    labels, targets = np.array([0, 1, 2, 3]), np.array([1, 2, 3, 4])
+    clean, adv = np.array([1, 1, 2, 3]), np.array([1, 2, 2, 4])
+    left = already_target(clean, targets)
+    assert left.tolist() == [True, False, False, False]
+    assert not already_target(clean, np.full(4, -1)).any()  # untargeted attacks leave nothing out
+    score = summarize(is_adversarial(adv, labels, targets), np.array([0.0, 1.0, 5.0, 2.0]), np.zeros(4), left)
+    assert (score.n, score.left_out) == (3, 1)
+    assert score.success_rate == pytest.approx(200 / 3) and score.median_l2 == pytest.approx(1.5)
+    assert (score.ci_low, score.ci_high) == pytest.approx(wilson_interval(2, 3))
+    everything = summarize(is_adversarial(adv, labels, targets), np.array([0.0, 1.0, 5.0, 2.0]), np.zeros(4))
+    assert (everything.n, everything.success_rate, everything.median_l2) == (4, 75.0, 1.0)  # what the rule avoids
+
+
+def test_robust_needs_the_clean_image_right_too():
+    labels = np.array([3, 3, 3, 3])
+    clean, adv = np.array([3, 5, 3, 5]), np.array([3, 3, 8, 5])  # the 2nd: wrong clean, "right" attacked
+    assert robust(clean, adv, labels).tolist() == [True, False, False, False]
 
 
 @pytest.mark.parametrize("k, n, low, high", [

@@ -34,7 +34,7 @@ import numpy as np
 from ..errors import DataError, OutputError
 from ..fileio import json_text, pid_alive, write_text_atomic
 from ..report.tables import machine_line
-from ..scoring import wilson_interval
+from ..scoring import robust, wilson_interval
 
 CELL_FORMAT = 1  # bump when a cell's computation changes, so old results are not reused
 SAMPLE_FIELDS = {  # name -> dtype; every array has one row per attacked image
@@ -114,10 +114,10 @@ class CellResult:
         return len(self.samples["index"])
 
     def rate(self, name: str) -> tuple[float, float, float]:
-        """(percent, 95% Wilson low, high) of a boolean per-sample quantity: ``success``,
-        ``robust`` (adversarial still read as the label) or ``clean`` (clean prediction right)."""
+        """(percent, 95% Wilson low, high) of a boolean per-sample quantity over all images:
+        ``success``, ``robust`` (read as the label clean and adversarial) or ``clean``."""
         s = self.samples
-        hits = {"success": s["success"], "robust": s["adv_pred"] == s["label"],
+        hits = {"success": s["success"], "robust": robust(s["clean_pred"], s["adv_pred"], s["label"]),
                 "clean": s["clean_pred"] == s["label"]}[name]
         k, n = int(np.sum(hits)), len(hits)
         low, high = wilson_interval(k, n)

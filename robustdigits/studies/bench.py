@@ -27,7 +27,7 @@ from ..grid.cells import CellResult, CellSpec, CellStore, ModelRef, machines_not
 from ..grid.runner import run_grid
 from ..report.plots import plot_curves
 from ..report.tables import machine_info, machine_line, write_report
-from ..scoring import Score, summarize
+from ..scoring import Score, already_target, summarize
 from ..targets import check_target
 
 ATTACKS = ("rgd", "fgsm", "pgd", "cw", "deepfool")
@@ -147,7 +147,8 @@ def bench_result(cells: BenchCells, results: dict[str, CellResult], config: Benc
         r = results[spec.key]
         s = r.samples
         rows.append(BenchRow(model, attack, TARGETED[attack], r.rate("clean")[0],
-                             summarize(s["success"], s["l2"], s["linf"]), r.seconds / max(r.n, 1), spec.key))
+                             summarize(s["success"], s["l2"], s["linf"], already_target(s["clean_pred"], s["target"])),
+                             r.seconds / max(r.n, 1), spec.key))
     sweep: dict[str, dict[str, list[float]]] = {"fgsm": {}, "pgd": {}}
     sweep_ci: dict[str, dict[str, list[tuple[float, float]]]] = {"fgsm": {}, "pgd": {}}
     models = list(dict.fromkeys(m for m, _, _ in cells.sweeps))
@@ -177,12 +178,13 @@ def run_bench(models: Sequence[ModelRef], data: MNISTData, config: BenchConfig, 
     return cells, bench_result(cells, {r.spec.key: r for r in results}, config)
 
 
-COLUMNS = ["model", "attack", "mode", "n", "clean acc. (%)", "success (%)", "95% CI", "median L2", "mean L2",
-           "median L∞", "mean L∞", "ms / image"]
+COLUMNS = ["model", "attack", "mode", "n", "already target", "clean acc. (%)", "success (%)", "95% CI", "median L2",
+           "mean L2", "median L∞", "mean L∞", "ms / image"]
 
 
 def table_rows(result: BenchResult) -> list[list[Any]]:
-    return [[r.model, r.attack, "targeted" if r.targeted else "untargeted", r.score.n, r.clean_accuracy,
+    return [[r.model, r.attack, "targeted" if r.targeted else "untargeted", r.score.n,
+             r.score.left_out if r.targeted else None, r.clean_accuracy,
              r.score.success_rate, f"{r.score.ci_low:.1f}–{r.score.ci_high:.1f}", r.score.median_l2, r.score.mean_l2,
              r.score.median_linf, r.score.mean_linf, 1000 * r.seconds_per_image] for r in result.rows]
 
@@ -202,9 +204,11 @@ def write_bench_report(result: BenchResult, config: BenchConfig, data: MNISTData
         "cell's own time, measured when it ran (a reused cell keeps its time and machine, in its cell.json). "
         + (machines_note([store.load(s) for s in cells.all], machine) if cells is not None and store is not None
            else ""),
-        f"Targeted attacks aim at '{config.target}' and succeed when the model predicts the target; untargeted "
-        "ones (DeepFool) succeed when it does not predict the true label. Success is over all n images, with its "
-        "95% Wilson interval; distances are in pixel units ([0, 1]) over successful images.",
+        f"Targeted attacks aim at '{config.target}' and succeed when the model predicts the target; images the "
+        "model already reads as the target are left out of their n, rate and distances and counted apart (column "
+        "'already target'). Untargeted ones (DeepFool) succeed when it does not predict the true label. Success "
+        "is over the n images, with its 95% Wilson interval; clean accuracy is over every attacked image; distances "
+        "are in pixel units ([0, 1]) over successful images.",
         f"Settings: {dataclasses.asdict(config)}.",
     ]
     records = [dataclasses.asdict(r) for r in result.rows]
