@@ -11,7 +11,8 @@ Module map, by layer; imports only point down (``tests/test_layering.py`` keeps 
   ``robustness`` and ``adversarial`` (robustness of the variants, adversarially
   trained rows); ``web.demo`` (the draw-a-digit page's server).
 - ``grid/`` — cells: ``cells`` (a cell's settings, hash and per-sample results, stored
-  atomically) and ``runner`` (running cells locally or on Ray).
+  atomically), ``runner`` (running cells locally or on Ray; AutoAttack's adapter),
+  ``minimum_norm`` (adv-lib's FMN, DDN and C&W as cells), ``executor`` and ``train_cells``.
 - the core, here at the top: ``training`` (resumable SGD), ``checkpoints`` (atomic,
   versioned, named), ``evaluation``, ``variants`` (the study's nine rows), ``config``
   (frozen configs), ``art_bridge`` (a model as an ART classifier).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import subprocess
@@ -188,7 +189,7 @@ def test_bench_scores_every_attack_and_draws_sweeps(runner, tmp_path, tutorial_c
     assert [r["attack"] for r in rows] == ["rgd", "fgsm", "pgd", "cw", "deepfool"]
     assert [r["targeted"] for r in rows] == [True, True, True, True, False]
     for r in rows:
-        assert r["model"].startswith("tutorial-") and r["score"]["n"] == 12
+        assert r["model"].startswith("tutorial-") and r["score"]["n"] + r["score"]["left_out"] == 12
         assert 0 <= r["score"]["success_rate"] <= 100 and r["seconds_per_image"] > 0
     pgd = next(r for r in rows if r["attack"] == "pgd")["score"]
     assert pgd["success_rate"] == 0 or pgd["median_linf"] <= 0.3 + 1e-5  # PGD respects its L∞ budget
@@ -303,3 +304,22 @@ def test_reproduce_runs_every_step_in_order_and_says_once_when_it_falls_back(run
     assert str(attack["out"]) == "reports/embedded/attack" and str(robustness["out"]) == "reports/embedded"
     assert bench["overwrite"] and robustness["seeds"] == 2 and str(report["reports"]) == "reports"
     assert "step 6 of 6: report" in result.output and "the study took" in result.output
+    expected = "converged" if importlib.util.find_spec("adv_lib") else "quick"  # with the minnorm extra, or said
+    assert robustness["min_norm"] == expected
+
+
+def test_reproduce_says_when_the_minimum_norm_attacks_fall_back_to_the_quick_ones(runner, monkeypatch):
+    import sys
+
+    from robustdigits.cli import site
+
+    monkeypatch.setitem(sys.modules, "adv_lib.attacks", None)  # as if the minnorm extra were not installed
+    monkeypatch.setattr(site, "fetch_mnist", lambda *a, **k: None)
+    calls = {}
+    for name in ("ablate", "attack", "bench", "robustness", "report"):
+        monkeypatch.setattr(main.commands[name], "callback", lambda name=name, **kwargs: calls.update({name: kwargs}))
+    result = runner.invoke(main, ["reproduce", "--seeds", "1", "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    assert calls["robustness"]["min_norm"] == "quick"
+    assert "need the adv-lib package, which is not installed" in result.output
+    assert "the minimum-norm columns use the quick attacks" in result.output

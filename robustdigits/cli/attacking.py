@@ -15,6 +15,7 @@ from ..data.datasets import MNISTData
 from ..fileio import check_writable_dir
 from ..grid.cells import CellStore
 from ..grid.executor import Tally, check_executor
+from ..grid.minimum_norm import adv_lib_attacks
 from ..grid.runner import autoattack_class
 from ..report.tables import check_replaceable, settings_hash
 from ..studies.adversarial import ADVERSARIAL, ADVERSARIAL_LABELS, check_adversarial
@@ -26,6 +27,7 @@ from ..studies.experiment import AttackConfig, run_experiment, write_experiment_
 from ..studies.experiment import table_rows as attack_rows
 from ..studies.robustness import (
     AA_VERSIONS,
+    MIN_NORM,
     SAMPLES,
     RobustnessConfig,
     cell_seconds,
@@ -221,30 +223,43 @@ def announce_rows(rows: Sequence[str], data: MNISTData, checkpoints: Path, confi
 @click.option("--n", type=click.IntRange(min=1), default=1000, show_default=True,
               help="Attack the first N test images.")
 @click.option("--n-slow", type=click.IntRange(min=1), default=100, show_default=True,
-              help="C&W and DeepFool (the minimum-norm attacks besides ours) on a stratified subset of this many.")
+              help="The minimum-norm attacks (C&W, DeepFool, and FMN, DDN with --min-norm converged) on a "
+                   "stratified subset of this many.")
 @click.option("--adversarial", default=",".join(ADVERSARIAL), show_default=True,
               help="Adversarially trained rows (seed 1), comma-separated, or none.")
 @click.option("--autoattack", "aa_eps", default="", metavar="EPS",
               help="Comma-separated L∞ radii where AutoAttack runs too, on the same images (e.g. 0.1,0.2,0.3; "
                    "needs the robust extra): its robust accuracy, the per-image worst case with PGD, the gap.")
+@click.option("--square", "square_eps", default="", metavar="EPS",
+              help="Comma-separated L∞ radii of the black-box Square attack alone on the tutorial net and the "
+                   "adversarial rows (needs the robust extra): Square beating PGD or AutoAttack flags gradient "
+                   "masking.")
 @click.option("--aa-version", type=Choice(AA_VERSIONS), default="standard", show_default=True,
               help="standard: APGD-CE, APGD-T, FAB-T, Square; apgd: APGD-CE + APGD-T (about half the cost).")
 @click.option("--sample", type=Choice(SAMPLES), default="first", show_default=True,
               help="first: the first --n test images; random: a seeded random --n, stratified by digit.")
+@click.option("--min-norm", type=Choice(MIN_NORM), default="quick", show_default=True,
+              help="quick: the study's attack, ART's C&W (3 × 10, not converged) and DeepFool; converged: also "
+                   "adv-lib's FMN and DDN, its C&W (9 × 100) and our attack at the same steps (needs the minnorm "
+                   "extra).")
+@click.option("--mn-steps", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Steps of FMN, DDN and our untargeted attack with --min-norm converged.")
 @output_options("Report folder  [default: reports/runs/<dataset>/robustness-<settings>]")
 @grid_options
 @data_options
 @handle_errors
-def robustness(variants: str, seeds: int, n: int, n_slow: int, adversarial: str, aa_eps: str, aa_version: str,
-               sample: str, out: Path | None, overwrite: bool, checkpoints: Path | None, cells: Path, fresh: bool,
-               executor: str, jobs: int | None, address: str | None, **common: Any) -> None:
+def robustness(variants: str, seeds: int, n: int, n_slow: int, adversarial: str, aa_eps: str, square_eps: str,
+               aa_version: str,
+               sample: str, min_norm: str, mn_steps: int, out: Path | None, overwrite: bool, checkpoints: Path | None,
+               cells: Path, fresh: bool, executor: str, jobs: int | None, address: str | None, **common: Any) -> None:
     """Does momentum, dropout or batch-norm change robustness? The variants, attacked.
 
     Per variant over --seeds seeds on the first --n test images: clean accuracy, PGD
     robust accuracy at ε = 0.1, 0.2, 0.3, the study's attack (next digit) and the
-    smallest L2 over the minimum-norm attacks, with 95% Wilson intervals; plus
-    adversarially trained rows. Writes robustness.md/.csv/.json and two curves (L2 and
-    L∞). The study is one grid: every training run and every attack is a cell (see
+    smallest L2 over the minimum-norm attacks (--min-norm converged: FMN, DDN, C&W 9 × 100
+    too), with 95% Wilson intervals; plus adversarially trained rows. Writes
+    robustness.md/.csv/.json, robustness_min_norm.* (per attack), the contrasts over seeds
+    and two curves (L2 and L∞). The study is one grid: every training run and every attack is a cell (see
     'bench -h'), run by --jobs local workers or Ray, an attack as soon as its model is
     trained; an interrupted run resumes.
 
@@ -257,9 +272,12 @@ def robustness(variants: str, seeds: int, n: int, n_slow: int, adversarial: str,
         chosen = VARIANTS if variants == "all" else tuple(get_variant(v.strip()) for v in variants.split(","))
         rows = () if adversarial in ("", "none") else tuple(a.strip() for a in adversarial.split(","))
         config = RobustnessConfig(n=n, n_slow=n_slow, seeds=seeds, adversarial=rows, autoattack=radii(aa_eps),
-                                  aa_version=aa_version, sample=sample)
-    if config.autoattack:
+                                  aa_version=aa_version, sample=sample, min_norm=min_norm, mn_steps=mn_steps,
+                                  square=radii(square_eps, "--square"))
+    if config.autoattack or config.square:
         autoattack_class()  # a missing package is named before any work
+    if config.min_norm == "converged":
+        adv_lib_attacks()
     jobs = check_executor(executor, jobs, address)
     checkpoints = checkpoints or default_checkpoints()
     if out is not None:
@@ -276,7 +294,9 @@ def robustness(variants: str, seeds: int, n: int, n_slow: int, adversarial: str,
     announce_rows(rows, data, checkpoints, config)
     store = CellStore(cells)
     trains = len(chosen) * seeds + len(rows)
-    tally = Tally({"train": trains, "attack": trains * robustness_cell_count(data, config)}, slots=jobs)
+    attacks = sum(robustness_cell_count(data, config, v.name) * seeds for v in chosen) + \
+        sum(robustness_cell_count(data, config, row) for row in rows)
+    tally = Tally({"train": trains, "attack": attacks}, slots=jobs)
     spent = {"train": 0.0, "attack": 0.0}
     with make_progress() as progress:
         done = grid_progress(progress, tally, f"robustness: {tally.total} cells", spent)

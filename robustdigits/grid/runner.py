@@ -28,6 +28,7 @@ from ..scoring import is_adversarial, perturbation_norms
 from ..targets import target_classes
 from .cells import CellResult, CellSpec, CellStore
 from .executor import EXECUTORS, RAY_HINT, Task, check_jobs, context, run_tasks, workers_for
+from .minimum_norm import MIN_NORM_ATTACKS, minimum_norm
 
 __all__ = ["EXECUTORS", "RAY_HINT", "attack_task", "autoattack", "autoattack_class", "build_autoattack", "compute_cell",
            "random_stratified", "run_cell", "run_grid", "select_indices"]
@@ -137,7 +138,7 @@ def build_attack(name: str, p: dict[str, Any], classifier: Any) -> Any:
     if name == "deepfool":
         return DeepFool(classifier, max_iter=p["steps"], batch_size=bs, verbose=False)
     raise ConfigError(f"unknown attack {name!r} in a cell; choose from: clean, rgd, fgsm, pgd, cw, deepfool, "
-                      "autoattack")
+                      f"autoattack, {', '.join(MIN_NORM_ATTACKS)}")
 
 
 def run_cell(spec: CellSpec, images: np.ndarray, labels: np.ndarray, model: torch.nn.Module, *,
@@ -161,6 +162,8 @@ def run_cell(spec: CellSpec, images: np.ndarray, labels: np.ndarray, model: torc
         x_adv = x
     elif spec.attack == "autoattack":
         x_adv = autoattack(model, x, y, p, device=device)
+    elif spec.attack in MIN_NORM_ATTACKS:
+        x_adv = minimum_norm(spec.attack, model, x, y, p, device=device)
     else:
         attack = build_attack(spec.attack, p, classifier)
         x_adv = attack.generate(x, targets if targeted else y)

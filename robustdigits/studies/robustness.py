@@ -39,7 +39,7 @@ from ..grid.cells import CellResult, CellSpec, CellStore, ModelRef
 from ..grid.runner import run_grid, select_indices
 from ..report.plots import plot_bands
 from ..report.tables import machine_info, machine_line, write_report
-from ..scoring import wilson_interval
+from ..scoring import already_target, robust, wilson_interval
 from ..variants import VARIANTS
 from .adversarial import (
     ADVERSARIAL,
@@ -53,7 +53,20 @@ ANCHOR = ("Anchor: a PGD-trained MNIST network holds 88.5-89.6% robust accuracy 
 
 AA_VERSIONS = ("standard", "apgd")
 SAMPLES = ("first", "random")
+MIN_NORM = ("quick", "converged")
+MIN_NORM_ROLES = {  # the cells each minimum-norm setting takes the per-image smallest L2 over
+    "quick": ("rgd", "cw", "deepfool"),
+    "converged": ("fmn", "ddn", "cw", "rgd-mn", "rgd", "deepfool"),
+}
+# Measured on full MNIST (benchmarks/min_norm_settings.py, docs/benchmarks.md): adv-lib's defaults find too
+# little here. FMN's initial step 1 spends its steps on pixels already at 0 or 1 (found 49 of 100 images of a
+# natural net at 1,000 steps; 0.1: 96); C&W from constant 0.001 at rate 0.01 finds 41 of 100 in 9 × 100.
+FMN_ALPHA = 0.1
+CW_CONST, CW_LEARNING_RATE = 0.1, 0.1
+MIN_NORM_LABELS = {"fmn": "FMN", "ddn": "DDN", "cw": "C&W", "rgd-mn": "ours (untargeted)",
+                   "rgd": "ours (next digit)", "deepfool": "DeepFool"}
 GAP_FLAG = 1.0  # points of PGD robust accuracy above AutoAttack's that flag a weak attack or masking
+SQUARE_ROWS = ("tutorial", *ADVERSARIAL)  # where a masked gradient would show: Square beating the gradient attacks
 
 
 @dataclass(frozen=True)
@@ -76,9 +89,16 @@ class RobustnessConfig:
     adv_rgd_steps: int = 10  # the study's attack inside adversarial training (η = 1, λ = 0.05)
     l2_budgets: tuple[float, ...] = tuple(round(0.1 * k, 1) for k in range(41))  # 0 to 4 in pixel L2
     autoattack: tuple[float, ...] = ()  # L∞ radii where AutoAttack runs too, on the same images (opt-in)
+    square: tuple[float, ...] = ()  # L∞ radii of the black-box Square attack alone, on the SQUARE_ROWS (opt-in)
     aa_version: str = "standard"  # standard (APGD-CE, APGD-T, FAB-T, Square) or apgd (APGD-CE + APGD-T)
     sample: str = "first"  # first: the first n test images; random: a seeded random n, stratified by digit
     sample_seed: int = 0
+    min_norm: str = "quick"  # quick: the study's attack, ART's C&W (cw_search × cw_steps), DeepFool;
+    # converged: also adv-lib's FMN and DDN (mn_steps each), its C&W (mn_cw_search × mn_cw_steps) in place of
+    # ART's, and the study's attack untargeted at mn_steps (the per-image smallest over all of them)
+    mn_steps: int = 1000
+    mn_cw_search: int = 9
+    mn_cw_steps: int = 100
 
     def __post_init__(self) -> None:
         check_int("n", self.n, 1)
@@ -93,9 +113,15 @@ class RobustnessConfig:
             check_choice("adversarial", name, ADVERSARIAL)
         for e in self.autoattack:
             check_number("autoattack", e, 0.0, 1.0, low_open=True)
+        for e in self.square:
+            check_number("square", e, 0.0, 1.0, low_open=True)
         check_choice("aa_version", self.aa_version, AA_VERSIONS)
         check_choice("sample", self.sample, SAMPLES)
         check_int("sample_seed", self.sample_seed, 0)
+        check_choice("min_norm", self.min_norm, MIN_NORM)
+        check_int("mn_steps", self.mn_steps, 1)
+        check_int("mn_cw_search", self.mn_cw_search, 1)
+        check_int("mn_cw_steps", self.mn_cw_steps, 1)
 
     def selection(self, n_test: int) -> str:
         """The cells' image selection: the same images for every row and seed."""
@@ -105,7 +131,8 @@ class RobustnessConfig:
 
 def cell_specs(model: ModelRef, data: MNISTData, config: RobustnessConfig) -> dict[str, CellSpec]:
     """The cells of one model (``model.name`` its row, ``model.info["seed"]`` its seed), by
-    role: clean, pgd@ε, aa@ε (where AutoAttack runs), rgd, cw, deepfool."""
+    role: clean, pgd@ε, aa@ε (where AutoAttack runs), rgd, cw, deepfool, and with converged
+    minimum-norm attacks fmn, ddn and rgd-mn (cw is then adv-lib's)."""
     n = min(config.n, data.info.n_test)
     every = config.selection(data.info.n_test)
     slow = f"stratified:{min(config.n_slow, n)}:{n}" if config.sample == "first" else \
@@ -122,13 +149,26 @@ def cell_specs(model: ModelRef, data: MNISTData, config: RobustnessConfig) -> di
         cells[f"pgd@{e:g}"] = spec("pgd", {"targeted": False, "target": None, "eps": e,
                                            "eps_step": 2.5 * e / config.pgd_steps, "steps": config.pgd_steps,
                                            "restarts": config.pgd_restarts}, every)
+    if model.name in SQUARE_ROWS:
+        for e in config.square:
+            cells[f"square@{e:g}"] = spec("autoattack", {"targeted": False, "target": None, "eps": e,
+                                                         "version": "square"}, every)
     for e in config.autoattack:
         cells[f"aa@{e:g}"] = spec("autoattack", {"targeted": False, "target": None, "eps": e,
                                                  "version": config.aa_version}, every)
     cells["rgd"] = spec("rgd", {"targeted": True, "target": "next-digit", "steps": config.rgd_steps, "eta": 0.1,
                                 "lam": 0.05, "early_stop": 0.5, "keep_best": True}, every)
-    cells["cw"] = spec("cw", {"targeted": False, "target": None, "steps": config.cw_steps, "search": config.cw_search,
-                              "const": 10.0, "learning_rate": 0.1}, slow)
+    untargeted = {"targeted": False, "target": None}
+    if config.min_norm == "converged":
+        cells["fmn"] = spec("fmn", {**untargeted, "steps": config.mn_steps, "alpha": FMN_ALPHA}, slow)
+        cells["ddn"] = spec("ddn", {**untargeted, "steps": config.mn_steps}, slow)
+        cells["cw"] = spec("cw-l2", {**untargeted, "steps": config.mn_cw_steps, "search": config.mn_cw_search,
+                                     "const": CW_CONST, "learning_rate": CW_LEARNING_RATE}, slow)
+        cells["rgd-mn"] = spec("rgd", {**untargeted, "steps": config.mn_steps, "eta": 0.1, "lam": 0.05,
+                                       "early_stop": None, "keep_best": True}, slow)
+    else:
+        cells["cw"] = spec("cw", {**untargeted, "steps": config.cw_steps, "search": config.cw_search, "const": 10.0,
+                                  "learning_rate": 0.1}, slow)
     cells["deepfool"] = spec("deepfool", {"targeted": False, "target": None, "steps": config.deepfool_steps}, slow)
     return cells
 
@@ -136,19 +176,80 @@ def cell_specs(model: ModelRef, data: MNISTData, config: RobustnessConfig) -> di
 # --- per-model measures, from the cells' per-sample results ----------------------------------------------
 
 
-def min_l2(cells: dict[str, CellResult]) -> np.ndarray:
+def min_norm_distances(cells: dict[str, CellResult], roles: Sequence[str] = MIN_NORM_ROLES["quick"]
+                       ) -> dict[str, np.ndarray]:
+    """Per attack (role), per image of the minimum-norm subset (DeepFool's cell's order), the
+    L2 of its example where that misclassifies, inf where it found none, 0 where the clean
+    image is already misclassified."""
+    ref = cells["deepfool"].samples
+    wrong = ref["clean_pred"] != ref["label"]
+    out = {}
+    for role in roles:
+        s = cells[role].samples
+        position = {int(i): k for k, i in enumerate(s["index"])}  # the next-digit cell holds every image
+        rows = [position[int(i)] for i in ref["index"]]
+        found = np.where(s["adv_pred"][rows] != s["label"][rows], s["l2"][rows], np.inf)
+        out[role] = np.where(wrong, 0.0, found)
+    return out
+
+
+def min_l2(cells: dict[str, CellResult], roles: Sequence[str] = MIN_NORM_ROLES["quick"]) -> np.ndarray:
     """Per image of the minimum-norm subset, the smallest L2 of a misclassifying example
-    over the study's attack, C&W and DeepFool (0: already misclassified; inf: none found)."""
-    cw, df, rgd = cells["cw"].samples, cells["deepfool"].samples, cells["rgd"].samples
-    position = {int(i): k for k, i in enumerate(rgd["index"])}
-    rows = [position[int(i)] for i in cw["index"]]
-    candidates = np.stack([
-        np.where(rgd["adv_pred"][rows] != rgd["label"][rows], rgd["l2"][rows], np.inf),
-        np.where(cw["adv_pred"] != cw["label"], cw["l2"], np.inf),
-        np.where(df["adv_pred"] != df["label"], df["l2"], np.inf),
-    ])
-    best = candidates.min(axis=0)
-    return np.where(cw["clean_pred"] != cw["label"], 0.0, best)
+    over the attacks ``roles`` (0: already misclassified; inf: none found)."""
+    return np.min(np.stack(list(min_norm_distances(cells, roles).values())), axis=0)
+
+
+def min_norm_note(config: RobustnessConfig, n: int) -> str:
+    """What the minimum-norm columns rest on."""
+    if config.min_norm == "converged":
+        attacks = (f"adv-lib 0.2.8's FMN (initial step {FMN_ALPHA:g}) and DDN ({config.mn_steps} steps each), its "
+                   f"C&W-L2 ({config.mn_cw_search} binary search steps × at most {config.mn_cw_steps} iterations from "
+                   f"constant {CW_CONST:g} at rate {CW_LEARNING_RATE:g}), the study's attack untargeted at "
+                   f"{config.mn_steps} steps (η = 0.1, λ = 0.05, keep-best) and toward the next digit (keep-best), "
+                   f"and DeepFool ({config.deepfool_steps} steps); all untargeted but the next-digit one")
+    else:
+        attacks = (f"the study's attack toward the next digit (keep-best), ART's C&W-L2 (untargeted, "
+                   f"{config.cw_search} binary search steps × {config.cw_steps} iterations: not converged; "
+                   "--min-norm converged for FMN, DDN and C&W 9 × 100) and DeepFool")
+    return (f"Minimum norm: on a stratified {min(config.n_slow, n)} of the images, per image the smallest L2 of a "
+            f"misclassifying example over {attacks}; 0 where the clean image is misclassified, inf where no attack "
+            "found one; the median over all seeds' images.")
+
+
+def _found(distances: np.ndarray) -> float:
+    return 100.0 * float(np.mean(np.isfinite(distances)))
+
+
+def _finite(value: float) -> float | None:
+    return None if np.isinf(value) else value
+
+
+def _pooled_median(row: RowResult, role: str | None = None) -> float:
+    """The median L2 over every seed's images (``role``: one attack's; None: the per-image best)."""
+    return float(np.median(np.concatenate([m.min_l2 if role is None else m.min_l2_by[role] for m in row.measures])))
+
+
+def min_norm_columns(config: RobustnessConfig) -> list[str]:
+    cols = ["model", "seeds", "images"]
+    for role in MIN_NORM_ROLES[config.min_norm]:
+        cols += [f"{MIN_NORM_LABELS[role]} median L2", f"{MIN_NORM_LABELS[role]} found (%)"]
+    return cols + ["best median L2", "best found (%)"]
+
+
+def min_norm_rows(rows: Sequence[RowResult], config: RobustnessConfig) -> list[list[Any]]:
+    """Per row: each attack's pooled median L2 ("inf" where most images found none) and
+    the share of images it found an example for, then the per-image best's."""
+    def shown(value: float) -> float | str:
+        return "inf" if np.isinf(value) else value
+
+    out = []
+    for r in rows:
+        line: list[Any] = [r.row, len(r.seeds), len(r.measures[0].min_l2)]
+        for role in MIN_NORM_ROLES[config.min_norm]:
+            line += [shown(_pooled_median(r, role)), statistics.fmean(_found(m.min_l2_by[role]) for m in r.measures)]
+        line += [shown(_pooled_median(r)), statistics.fmean(_found(m.min_l2) for m in r.measures)]
+        out.append(line)
+    return out
 
 
 def l2_curve(distances: np.ndarray, budgets: Sequence[float]) -> list[float]:
@@ -159,13 +260,17 @@ def l2_curve(distances: np.ndarray, budgets: Sequence[float]) -> list[float]:
 @dataclass
 class ModelMeasures:
     clean: float
-    pgd: dict[float, float]  # ε -> robust accuracy (%)
-    rgd_success: float
-    rgd_median_l2: float | None  # over successes
+    pgd: dict[float, float]  # ε -> robust accuracy (%): right on the clean image and under PGD
+    rgd_success: float  # % of the images not already read as the target
+    rgd_median_l2: float | None  # over its successes
     min_l2: np.ndarray  # per image of the minimum-norm subset
     counts: dict[str, tuple[int, int]]  # measure -> (hits, n), for pooled Wilson intervals
     aa: dict[float, float] = field(default_factory=dict)  # ε -> AutoAttack robust accuracy (%), clean-correct
-    worst: dict[float, float] = field(default_factory=dict)  # ε -> robust to AutoAttack and PGD (same image)
+    worst: dict[float, float] = field(default_factory=dict)  # ε -> robust to AutoAttack, PGD, Square (same image)
+    square: dict[float, float] = field(default_factory=dict)  # ε -> Square's robust accuracy (%), clean-correct
+    rgd_l2: np.ndarray = field(default_factory=lambda: np.zeros(0))  # L2 of each success (pooled medians)
+    rgd_already: int = 0  # images the model already reads as the target: not in its rate, counted apart
+    min_l2_by: dict[str, np.ndarray] = field(default_factory=dict)  # attack (role) -> per image, as min_l2
 
     def gap(self, eps: float) -> float | None:
         """PGD's robust accuracy minus AutoAttack's at ``eps``, in points (None without both)."""
@@ -173,31 +278,46 @@ class ModelMeasures:
 
 
 def measure(cells: dict[str, CellResult], config: RobustnessConfig) -> ModelMeasures:
+    """One model's measures from its cells. Robust: right on the clean image and under the
+    attack. The next-digit attack's success leaves out the images the model already reads as
+    the next digit (a success it did not make), counted apart."""
     counts = {}
     clean = cells["clean"].samples
     counts["clean"] = (int(np.sum(clean["adv_pred"] == clean["label"])), len(clean["label"]))
-    pgd = {}
+    pgd, pgd_robust = {}, {}
     for e in config.eps:
         s = cells[f"pgd@{e:g}"].samples
-        hits = int(np.sum(s["adv_pred"] == s["label"]))
-        counts[f"pgd@{e:g}"] = (hits, len(s["label"]))
-        pgd[e] = 100.0 * hits / len(s["label"])
+        pgd_robust[e] = robust(s["clean_pred"], s["adv_pred"], s["label"])
+        counts[f"pgd@{e:g}"] = (int(np.sum(pgd_robust[e])), len(s["label"]))
+        pgd[e] = 100.0 * float(np.mean(pgd_robust[e]))
+    square, square_robust = {}, {}
+    for e in config.square:
+        if f"square@{e:g}" in cells:
+            s = cells[f"square@{e:g}"].samples
+            square_robust[e] = robust(s["clean_pred"], s["adv_pred"], s["label"])
+            counts[f"square@{e:g}"] = (int(np.sum(square_robust[e])), len(square_robust[e]))
+            square[e] = 100.0 * float(np.mean(square_robust[e]))
     aa, worst = {}, {}
     for e in config.autoattack:
         s = cells[f"aa@{e:g}"].samples
-        robust = (s["adv_pred"] == s["label"]) & (s["clean_pred"] == s["label"])  # robust needs clean-correct
-        counts[f"aa@{e:g}"] = (int(np.sum(robust)), len(robust))
-        aa[e] = 100.0 * float(np.mean(robust))
-        if f"pgd@{e:g}" in cells:  # the per-image worst case over everything run at ε
-            p = cells[f"pgd@{e:g}"].samples
-            robust = robust & (p["adv_pred"] == p["label"])
-        counts[f"worst@{e:g}"] = (int(np.sum(robust)), len(robust))
-        worst[e] = 100.0 * float(np.mean(robust))
+        held = robust(s["clean_pred"], s["adv_pred"], s["label"])
+        counts[f"aa@{e:g}"] = (int(np.sum(held)), len(held))
+        aa[e] = 100.0 * float(np.mean(held))
+        for other in (pgd_robust, square_robust):  # the per-image worst case over everything run at ε
+            if e in other:
+                held = held & other[e]
+        counts[f"worst@{e:g}"] = (int(np.sum(held)), len(held))
+        worst[e] = 100.0 * float(np.mean(held))
     r = cells["rgd"].samples
-    counts["rgd"] = (int(np.sum(r["success"])), len(r["success"]))
-    med = float(np.median(r["l2"][r["success"]])) if r["success"].any() else None
+    left = already_target(r["clean_pred"], r["target"])
+    won = r["success"] & ~left
+    counts["rgd"] = (int(np.sum(won)), int(np.sum(~left)))
+    l2s = np.asarray(r["l2"][won], dtype=np.float64)
+    by = min_norm_distances(cells, MIN_NORM_ROLES[config.min_norm])
     return ModelMeasures(100.0 * counts["clean"][0] / counts["clean"][1], pgd,
-                         100.0 * counts["rgd"][0] / counts["rgd"][1], med, min_l2(cells), counts, aa, worst)
+                         100.0 * counts["rgd"][0] / max(counts["rgd"][1], 1),
+                         float(np.median(l2s)) if len(l2s) else None, np.min(np.stack(list(by.values())), axis=0),
+                         counts, aa, worst, square, rgd_l2=l2s, rgd_already=int(np.sum(left)), min_l2_by=by)
 
 
 # --- the table -------------------------------------------------------------------------------------------
@@ -227,11 +347,13 @@ def columns(config: RobustnessConfig) -> list[str]:
     cols = ["model", "seeds", "n", "clean acc. (%)", "± std", "95% CI"]
     for e in config.eps:
         cols += [f"PGD ε={e:g} robust acc. (%)", "± std", "95% CI"]
+    for e in config.square:
+        cols += [f"Square ε={e:g} robust acc. (%)"]
     for e in config.autoattack:
         cols += [f"AutoAttack ε={e:g} robust acc. (%)", "± std", "95% CI", f"worst case ε={e:g} (%)",
                  "PGD − AA (points)"]
-    cols += ["next-digit attack success (%)", "± std", "95% CI", "its median L2", "median min-norm L2",
-             "min-norm n"]
+    cols += ["next-digit attack success (%)", "± std", "95% CI", "already the target", "its median L2",
+             "median min-norm L2", "min-norm n"]
     return cols
 
 
@@ -241,6 +363,10 @@ def _ci(interval: tuple[float, float]) -> str:
 
 def _pgd_at(eps: float) -> Callable[[ModelMeasures], float | None]:
     return lambda m: m.pgd[eps]
+
+
+def _square_at(eps: float) -> Callable[[ModelMeasures], float | None]:
+    return lambda m: m.square.get(eps)
 
 
 def _at(what: str, eps: float) -> Callable[[ModelMeasures], float | None]:
@@ -257,10 +383,14 @@ def table_rows(rows: Sequence[RowResult], config: RobustnessConfig) -> list[list
         line += [*r.stat(lambda m: m.clean), _ci(r.pooled("clean"))]
         for e in config.eps:
             line += [*r.stat(_pgd_at(e)), _ci(r.pooled(f"pgd@{e:g}"))]
+        for e in config.square:
+            line += [r.stat(_square_at(e))[0]]  # None: not run on this row
         for e in config.autoattack:
             line += [*r.stat(_at("aa", e)), _ci(r.pooled(f"aa@{e:g}")), r.stat(_at("worst", e))[0],
                      r.stat(_at("gap", e))[0]]
-        line += [*r.stat(lambda m: m.rgd_success), _ci(r.pooled("rgd")), r.stat(lambda m: m.rgd_median_l2)[0]]
+        successes = np.concatenate([m.rgd_l2 for m in r.measures])  # the median over every seed's successes
+        line += [*r.stat(lambda m: m.rgd_success), _ci(r.pooled("rgd")), sum(m.rgd_already for m in r.measures),
+                 float(np.median(successes)) if len(successes) else None]
         median = float(np.median(np.concatenate([m.min_l2 for m in r.measures])))
         line += [None if np.isinf(median) else median, len(r.measures[0].min_l2)]
         out.append(line)
@@ -288,6 +418,12 @@ def sanity_checks(rows: Sequence[RowResult], config: RobustnessConfig) -> list[s
                 if gap is not None and gap > GAP_FLAG:
                     problems.append(f"{where}: PGD at ε={e:g} reports {gap:.1f} points more robustness than AutoAttack "
                                     "(flagged: a weak attack or gradient masking; trust AutoAttack)")
+            for e, held in m.square.items():
+                gradient = min([m.pgd[e]] * (e in m.pgd) + [m.aa[e]] * (e in m.aa), default=None)
+                if gradient is not None and gradient - held > GAP_FLAG:
+                    problems.append(f"{where}: the black-box Square attack at ε={e:g} leaves {held:.1f}%, "
+                                    f"{gradient - held:.1f} points below the gradient attacks (flagged: gradient "
+                                    "masking; trust the worst case)")
             if m.pgd[config.eps[-1]] == m.clean and m.clean > 0:
                 problems.append(f"{where}: PGD at ε={config.eps[-1]:g} changes no prediction: a likely broken "
                                 "setting (or gradient masking)")
@@ -323,15 +459,20 @@ def write_robustness_report(rows: Sequence[RowResult], config: RobustnessConfig,
         f"PGD: untargeted L∞, {config.pgd_steps} steps of 2.5·ε/{config.pgd_steps}, {config.pgd_restarts} random "
         f"start(s) (ART's num_random_init). The study's attack: toward the next digit, from the image, at most "
         f"{config.rgd_steps} steps of its η = 0.1, λ = 0.05, stopping at target probability 0.5 and keeping the "
-        "closest success; median L2 over its successes.",
+        "closest success. Its success rate leaves out the images the model already reads as the next digit (a "
+        "success it did not make; column 'already the target', summed over seeds); its median L2 is over every "
+        "seed's successes pooled. Robust accuracy (PGD, AutoAttack) counts an image only if the model reads it "
+        "right both clean and attacked.",
         *([f"AutoAttack ({config.aa_version}; the authors' code, PyPI pyautoattack 0.2.0) at ε = "
            f"{', '.join(f'{e:g}' for e in config.autoattack)} on the same images, pixels in [0, 1] with the "
            "normalization inside the model: robust = classified correctly clean and under AutoAttack; the worst case "
-           "also under PGD at that ε (per image). A PGD − AutoAttack gap above "
+           "also under PGD (and Square) at that ε (per image). A PGD − AutoAttack gap above "
            f"{GAP_FLAG:g} point is flagged in the sanity checks."] if config.autoattack else []),
-        f"Minimum norm: on a stratified {min(config.n_slow, n)} of the images, per image the smallest L2 of a "
-        "misclassifying example over the study's attack (keep-best), C&W-L2 (untargeted, 3 × 10 iterations) and "
-        "DeepFool (0 where the clean image is misclassified; the median over all seeds' images).",
+        *([f"Square (the black-box attack alone, 5,000 queries, from AutoAttack's code) at ε = "
+           f"{', '.join(f'{e:g}' for e in config.square)} on {', '.join(SQUARE_ROWS)}: it needs no gradient, so "
+           f"Square leaving more than {GAP_FLAG:g} point less than PGD or AutoAttack flags gradient masking."]
+          if config.square else []),
+        min_norm_note(config, n) + " Per attack: robustness_min_norm.md.",
         f"Adversarial training: the textbook network with momentum 0.5, SGD lr 0.01, batch 64, {config.adv_epochs} "
         f"epochs; PGD with ε = {config.adv_eps:g}, {config.adv_pgd_steps} steps of 2.5·ε/{config.adv_pgd_steps}, 1 "
         "random start, every image adversarial; "
@@ -352,10 +493,18 @@ def write_robustness_report(rows: Sequence[RowResult], config: RobustnessConfig,
             "rgd_success": [m.rgd_success for m in r.measures],
             "autoattack": {f"{e:g}": [m.aa[e] for m in r.measures] for e in config.autoattack},
             "worst_case": {f"{e:g}": [m.worst[e] for m in r.measures] for e in config.autoattack},
+            "square": {f"{e:g}": [m.square.get(e) for m in r.measures] for e in config.square},
             "rgd_median_l2": [m.rgd_median_l2 for m in r.measures],
+            "rgd_median_l2_pooled": (float(np.median(np.concatenate([m.rgd_l2 for m in r.measures])))
+                                     if any(len(m.rgd_l2) for m in r.measures) else None),
+            "rgd_already_target": [m.rgd_already for m in r.measures],
             "min_l2": [[None if np.isinf(d) else float(d) for d in m.min_l2] for m in r.measures],  # None: none found
             "ci95": {k: list(r.pooled(k)) for k in r.measures[0].counts},
             "l2_curve": [l2_curve(m.min_l2, config.l2_budgets) for m in r.measures],
+            "min_norm": {role: {"found": [_found(m.min_l2_by[role]) for m in r.measures],
+                                "median_l2_pooled": _finite(_pooled_median(r, role)),
+                                "l2_curve": [l2_curve(m.min_l2_by[role], config.l2_budgets) for m in r.measures]}
+                         for role in MIN_NORM_ROLES[config.min_norm]},  # median None: infinite (most found none)
         })
     meta = {"settings": settings, "dataset": dataclasses.asdict(data.info),
             "indices": None if config.sample == "first" else
@@ -364,6 +513,13 @@ def write_robustness_report(rows: Sequence[RowResult], config: RobustnessConfig,
             "sanity_problems": problems, "anchor": ANCHOR}
     paths = write_report(out_dir, "robustness", title="Robustness of the study's variants", notes=notes,
                          columns=columns(config), rows=table_rows(rows, config), records=records, meta=meta)
+    paths += write_report(out_dir, "robustness_min_norm", title="Minimum-norm L2, per attack and per image",
+                          notes=[min_norm_note(config, n), "The median is over every seed's images pooled, inf where "
+                                 "most of them found none; found: images with a misclassifying example (an image "
+                                 "already misclassified counts, at 0), mean over seeds."],
+                          columns=min_norm_columns(config), rows=min_norm_rows(rows, config),
+                          records=[{"model": rec["model"], "min_norm": rec["min_norm"]} for rec in records],
+                          meta={"config": dataclasses.asdict(config), "dataset": dataclasses.asdict(data.info)})
     if config.seeds > 1:
         paths += write_contrasts(paths[2])  # the factors' effects, paired over seeds
     return paths + robustness_figures(records, config, n, out_dir), problems

@@ -54,9 +54,9 @@ def _row_finished(cell: TrainCell, data: MNISTData, config: RobustnessConfig) ->
     return True
 
 
-def robustness_cell_count(data: MNISTData, config: RobustnessConfig) -> int:
-    """Attack cells per model."""
-    return len(cell_specs(ModelRef("", "", "", {"seed": 1}), data, config))
+def robustness_cell_count(data: MNISTData, config: RobustnessConfig, row: str = "") -> int:
+    """Attack cells of a model of ``row``."""
+    return len(cell_specs(ModelRef(row, "", "", {"seed": 1}), data, config))
 
 
 def run_study(variants: Sequence[Variant], data: MNISTData, config: RobustnessConfig, store: CellStore, *,
