@@ -34,7 +34,7 @@ def test_a_gallery_grows_by_rows_and_shows_the_difference_in_colour(tmp_path):
 
 
 def test_each_row_reads_apart_by_family_colour_and_factor_style():
-    from robustdigits.studies.robustness import FAMILY_COLOURS, row_style
+    from robustdigits.studies.robustness_figures import FAMILY_COLOURS, row_style
 
     textbook, momentum = row_style("textbook"), row_style("textbook-momentum-dropout0.5")
     assert textbook["color"] == momentum["color"] == FAMILY_COLOURS["textbook"]

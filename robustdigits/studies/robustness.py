@@ -37,7 +37,6 @@ from ..data.datasets import MNISTData
 from ..errors import DataError
 from ..grid.cells import CellResult, CellSpec, CellStore, ModelRef
 from ..grid.runner import run_grid, select_indices
-from ..report.plots import plot_bands
 from ..report.tables import machine_info, machine_line, write_report
 from ..scoring import already_target, robust, wilson_interval
 from ..variants import VARIANTS
@@ -46,6 +45,7 @@ from .adversarial import (
     ADVERSARIAL_LABELS,
 )
 from .contrasts import write_contrasts
+from .robustness_figures import robustness_figures
 
 ANCHOR = ("Anchor: a PGD-trained MNIST network holds 88.5-89.6% robust accuracy at ε = 0.3 (Madry et al.; "
           "AutoAttack's table), with a larger network and far longer training than the study's 3 epochs.")
@@ -522,42 +522,8 @@ def write_robustness_report(rows: Sequence[RowResult], config: RobustnessConfig,
                           meta={"config": dataclasses.asdict(config), "dataset": dataclasses.asdict(data.info)})
     if config.seeds > 1:
         paths += write_contrasts(paths[2])  # the factors' effects, paired over seeds
-    return paths + robustness_figures(records, config, n, out_dir), problems
-
-
-FAMILY_COLOURS = {"tutorial": "#7f7f7f", "textbook": "#1f77b4", "improved": "#2ca02c", "adversarial": "#d62728"}
-DROPOUT_MARKERS = {None: None, 0.1: "o", 0.5: "s"}
-ADVERSARIAL_STYLES = {"adv-pgd": "-", "adv-rgd-untargeted": "--", "adv-rgd-next-digit": ":", "adv-recipe": "-."}
-
-
-def row_style(row: str) -> dict[str, Any]:
-    """A row's line in the figures: its family's colour (tutorial, textbook, improved,
-    adversarially trained); momentum 0.5 solid and 0 dashed; dropout none, 0.1 (circles) or
-    0.5 (squares); the adversarial rows by line style."""
-    variant = next((v for v in VARIANTS if v.name == row), None)
-    if variant is None:
-        return {"color": FAMILY_COLOURS["adversarial"], "linestyle": ADVERSARIAL_STYLES.get(row, "-"), "marker": None}
-    dropout = 0.5 if variant.model.name == "tutorial" else variant.model.kwargs.get("dropout")
-    return {"color": FAMILY_COLOURS[variant.model.name], "linestyle": "-" if variant.momentum else "--",
-            "marker": DROPOUT_MARKERS.get(dropout, "^")}
-
-
-def robustness_figures(records: Sequence[dict[str, Any]], config: RobustnessConfig, n: int,
-                       out_dir: str | os.PathLike[str]) -> list[Path]:
-    """``robustness_l2.png`` and ``robustness_linf.png`` from a report's records alone (so a
-    committed report's figures can be redrawn without running an attack)."""
-    styles = {r["model"]: row_style(r["model"]) for r in records}
-    l2 = {r["model"]: r["l2_curve"] for r in records}
-    linf = {r["model"]: [[c] + [r["pgd_robust_accuracy"][f"{e:g}"][k] for e in config.eps]
-                         for k, c in enumerate(r["clean_accuracy"])] for r in records}
-    return [
-        plot_bands(config.l2_budgets, l2, Path(out_dir) / "robustness_l2.png",
-                   title=f"Minimum-norm robustness ({min(config.n_slow, n)} images per seed)",
-                   xlabel="L2 budget (pixels)", ylabel="robust accuracy (%)", styles=styles),
-        plot_bands((0.0, *config.eps), linf, Path(out_dir) / "robustness_linf.png",
-                   title=f"PGD robustness ({n:,} images per seed)", xlabel="ε (L∞, pixels)",
-                   ylabel="robust accuracy (%)", styles=styles),
-    ]
+    return paths + robustness_figures(records, config.eps, config.l2_budgets, min(config.n_slow, n), n,
+                                      out_dir), problems
 
 
 def redraw_figures(report: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None = None) -> list[Path]:
@@ -572,7 +538,8 @@ def redraw_figures(report: str | os.PathLike[str], out_dir: str | os.PathLike[st
     except (OSError, ValueError, TypeError, KeyError) as e:
         raise DataError(f"{path} is not a readable robustness report ({type(e).__name__}: {e}); pass the "
                         "robustness.json that 'robustdigits robustness' wrote") from e
-    return robustness_figures(records, config, n, out_dir if out_dir is not None else path.parent)
+    return robustness_figures(records, config.eps, config.l2_budgets, min(config.n_slow, n), n,
+                              out_dir if out_dir is not None else path.parent)
 
 
 def run_robustness(models: Sequence[ModelRef], data: MNISTData, config: RobustnessConfig, store: CellStore, *,
