@@ -68,7 +68,9 @@ def n_fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, alpha
 def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *, steps: int = 10,
         alpha: float | None = None, restarts: int = 1, random_start: bool = True) -> torch.Tensor:
     """PGD-``steps`` with ``restarts`` random starts; the returned image is, per image, the
-    first restart that fools the model, else the one with the highest final loss."""
+    first restart that fools the model, else the one with the highest final loss. A restart
+    after the first runs only on the images no earlier one fooled (the others' results
+    cannot change), from the same random start a full restart would give them."""
     alpha = 2.5 * eps / steps if alpha is None else alpha
     _check(eps, alpha)
     check_int("steps", steps, 1)
@@ -77,17 +79,20 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *, steps
     best_loss = torch.full((len(x),), -float("inf"), device=x.device)
     fooled = torch.zeros(len(x), dtype=torch.bool, device=x.device)
     for _ in range(restarts):
-        x_adv = _project(x + torch.empty_like(x).uniform_(-eps, eps), x, eps) if random_start else x.clone()
+        noise = torch.empty_like(x).uniform_(-eps, eps)  # drawn for every image: the same starts as ever
+        todo = torch.nonzero(~fooled).squeeze(1)
+        xs, ys = x[todo], y[todo]
+        x_adv = _project(xs + noise[todo], xs, eps) if random_start else xs.clone()
         for _ in range(steps):
-            x_adv = _project(x_adv + alpha * _grad(model, x_adv, y).sign(), x, eps)
+            x_adv = _project(x_adv + alpha * _grad(model, x_adv, ys).sign(), xs, eps)
         with torch.no_grad():
             logits = model(x_adv)
-            loss = F.cross_entropy(logits, y, reduction="none")
-            wrong = logits.argmax(1) != y
-            better = ~fooled & (wrong | (loss > best_loss))
-            best[better] = x_adv[better]
-            best_loss = torch.where(better, loss, best_loss)
-            fooled |= wrong
+            loss = F.cross_entropy(logits, ys, reduction="none")
+            wrong = logits.argmax(1) != ys
+            better = wrong | (loss > best_loss[todo])
+            best[todo[better]] = x_adv[better]
+            best_loss[todo[better]] = loss[better]
+            fooled[todo[wrong]] = True
         if bool(fooled.all()):
             break
     return best.detach()

@@ -96,6 +96,33 @@ class TestAdversaries:
             attacked = (model(pgd(model, x, y, 0.2, steps=10)).argmax(1) == y).float().mean()
         assert attacked < noisy - 0.5, (attacked, noisy)
 
+    def test_pgd_restarts_on_survivors_give_what_restarts_on_every_image_give(self, natural, data):
+        """Later restarts run only on images no earlier one fooled: per image, the same result
+        as restarting every image from the same random starts (the reference, written out)."""
+        model = PixelInput(natural.model).eval()
+        x, y = pixels_of(data, 200)
+        eps, steps, restarts = 0.1, 8, 4
+        torch.manual_seed(3)
+        fooled = torch.zeros(len(x), dtype=torch.bool)
+        best = x.clone()
+        for _ in range(restarts):  # every image, every restart
+            adv = (x + torch.empty_like(x).uniform_(-eps, eps)).clamp(x - eps, x + eps).clamp(0, 1)
+            for _ in range(steps):
+                adv = adv.detach().requires_grad_(True)
+                (grad,) = torch.autograd.grad(torch.nn.functional.cross_entropy(model(adv), y), adv)
+                adv = (adv + 2.5 * eps / steps * grad.sign()).clamp(x - eps, x + eps).clamp(0, 1)
+            with torch.no_grad():
+                wrong = model(adv).argmax(1) != y
+            best[wrong & ~fooled] = adv.detach()[wrong & ~fooled]
+            fooled |= wrong
+        torch.manual_seed(3)
+        ours = pgd(model, x, y, eps, steps=steps, restarts=restarts)
+        with torch.no_grad():
+            ours_wrong = model(ours).argmax(1) != y
+        assert 0 < int(fooled.sum()) < len(x)  # some images survive the first restart: the subset path runs
+        assert torch.equal(ours_wrong, fooled)
+        assert torch.allclose(ours[fooled], best[fooled], atol=1e-6)
+
     @pytest.mark.parametrize("kwargs, message", [
         ({"eps": 1.5}, "eps must be in [0.0, 1.0], got 1.5"),
         ({"eps": 0.3, "alpha": 0.0}, "alpha must be > 0.0, got 0.0"),
