@@ -109,7 +109,7 @@ class TestAutoAttackInTheStudy:
         rows, results = run_robustness(tiny_models[:1], small_data, config, CellStore(tmp_path / "cells"), device=CPU)
         cells = {(r.spec.params.get("version") if r.spec.params.get("version") == "square" else r.spec.attack,
                   r.spec.params.get("eps")): r.samples for r in results}
-        aa, pgd = cells[("autoattack", 0.05)], cells[("pgd", 0.05)]
+        aa, pgd = cells[("autoattack", 0.05)], cells[("pgd-torch", 0.05)]
         expected = random_stratified(small_data.test_labels.numpy(), 24, 3)
         for c in (aa, pgd, cells[("clean", None)]):  # every row's cells attack the same seeded random images
             assert c["index"].tolist() == expected.tolist()
@@ -138,8 +138,8 @@ class TestAutoAttackInTheStudy:
         from robustdigits.studies.robustness import RowResult
 
         config = dataclasses.replace(TINY, eps=(0.1, 0.2, 0.3), autoattack=(0.3,), square=(0.3,))
-        m = ModelMeasures(98.0, {0.1: 60.0, 0.2: 30.0, 0.3: 10.0}, 90.0, None, np.zeros(1), {}, aa={0.3: 9.5},
-                          worst={0.3: 5.0}, square={0.3: 5.0})
+        m = ModelMeasures(98.0, {0.1: 60.0, 0.2: 30.0, 0.3: 10.0, 0.5: 0.0}, 90.0, None, np.zeros(1), {},
+                          aa={0.3: 9.5}, worst={0.3: 5.0}, square={0.3: 5.0})
         problems = sanity_checks([RowResult("adv-pgd", "a", [1], [m])], config)
         assert problems == ["adv-pgd seed 1: the black-box Square attack at ε=0.3 leaves 5.0%, 4.5 points below the "
                             "gradient attacks (flagged: gradient masking; trust the worst case)"]
@@ -150,8 +150,8 @@ class TestAutoAttackInTheStudy:
         from robustdigits.studies.robustness import RowResult
 
         config = dataclasses.replace(TINY, eps=(0.1, 0.2, 0.3), autoattack=(0.3,))
-        m = ModelMeasures(98.0, {0.1: 60.0, 0.2: 30.0, 0.3: 10.0}, 90.0, None, np.zeros(1), {}, aa={0.3: 8.5},
-                          worst={0.3: 8.5})
+        m = ModelMeasures(98.0, {0.1: 60.0, 0.2: 30.0, 0.3: 10.0, 0.5: 0.0}, 90.0, None, np.zeros(1), {},
+                          aa={0.3: 8.5}, worst={0.3: 8.5})
         problems = sanity_checks([RowResult("textbook", "t", [1], [m])], config)
         assert problems == ["textbook seed 1: PGD at ε=0.3 reports 1.5 points more robustness than AutoAttack "
                             "(flagged: a weak attack or gradient masking; trust AutoAttack)"]
@@ -347,11 +347,32 @@ def test_sanity_checks_flag_what_would_betray_a_broken_setting():
         return RowResult("textbook", "t", [1], [m])
 
     config = dataclasses.replace(TINY, eps=(0.1, 0.2, 0.3))
-    assert sanity_checks([row(98.0, (60.0, 30.0, 10.0), 90.0)], config) == []
+    assert sanity_checks([row(98.0, (60.0, 30.0, 0.0), 90.0)], config) == []
     problems = sanity_checks([row(90.0, (95.0, 40.0, 45.0), 0.0)], config)
     assert any("PGD ε=0.1 robust accuracy 95.0% above clean 90.0%" in p for p in problems)
     assert any("PGD at ε=0.3 (45.0%) better than at ε=0.2 (40.0%)" in p for p in problems)
     assert any("succeeds on 0% of a non-robust model" in p for p in problems)
+    assert "textbook: no ε run brings it to 0% robust accuracy: the attacks may not work on it (or a larger ε is " \
+        "needed)" in problems
+
+
+def test_every_model_falls_to_zero_somewhere_or_is_named():
+    """The check that the attacks work: per row the smallest ε where every seed is at 0 %
+    under the strongest attack run there (AutoAttack's worst case beats PGD's number)."""
+    from robustdigits.studies.robustness import RowResult, zero_note, zero_radius
+
+    natural = RowResult("textbook", "t", [1, 2], [
+        ModelMeasures(98.0, {0.1: 60.0, 0.2: 1.0, 0.3: 0.0}, 90.0, None, np.zeros(1), {}),
+        ModelMeasures(98.0, {0.1: 61.0, 0.2: 0.0, 0.3: 0.0}, 90.0, None, np.zeros(1), {})])
+    adversarial = RowResult("adv-pgd", "a", [1], [
+        ModelMeasures(90.0, {0.1: 80.0, 0.3: 40.0, 0.4: 0.5, 0.5: 0.2}, 5.0, None, np.zeros(1), {},
+                      aa={0.4: 0.0, 0.5: 0.0}, worst={0.4: 0.0, 0.5: 0.0})])
+    stubborn = RowResult("adv-recipe", "r", [1], [
+        ModelMeasures(98.0, {0.1: 97.0, 0.3: 90.0, 0.5: 12.5}, 1.0, None, np.zeros(1), {})])
+    assert zero_radius([natural, adversarial, stubborn]) == {"textbook": 0.3, "adv-pgd": 0.4, "adv-recipe": None}
+    assert zero_note([natural, adversarial, stubborn]) == (
+        "Every model falls to 0 % robust accuracy (every seed, the strongest attack run) at ε = 0.3: textbook; "
+        "ε = 0.4: adv-pgd; not reached by adv-recipe (12.5% at its largest ε).")
 
 
 # --- adversarial training ------------------------------------------------------------------------------

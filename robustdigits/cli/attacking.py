@@ -235,7 +235,12 @@ def announce_rows(rows: Sequence[str], data: MNISTData, checkpoints: Path, confi
                    "adversarial rows (needs the robust extra): Square beating PGD or AutoAttack flags gradient "
                    "masking.")
 @click.option("--aa-version", type=Choice(AA_VERSIONS), default="standard", show_default=True,
-              help="standard: APGD-CE, APGD-T, FAB-T, Square; apgd: APGD-CE + APGD-T (about half the cost).")
+              help="standard: APGD-CE, APGD-T, FAB-T, Square; apgd: APGD-CE + APGD-T (about half the cost); "
+                   "mixed: standard on seed 1 and the adversarial rows, apgd on the other seeds.")
+@click.option("--pgd-steps", type=click.IntRange(min=1), default=100, show_default=True,
+              help="PGD's steps (of 2.5·ε/steps each).")
+@click.option("--pgd-restarts", type=click.IntRange(min=1), default=5, show_default=True,
+              help="PGD's random starts (a restart runs only on the images no earlier one fooled).")
 @click.option("--sample", type=Choice(SAMPLES), default="first", show_default=True,
               help="first: the first --n test images; random: a seeded random --n, stratified by digit.")
 @click.option("--min-norm", type=Choice(MIN_NORM), default="quick", show_default=True,
@@ -249,13 +254,14 @@ def announce_rows(rows: Sequence[str], data: MNISTData, checkpoints: Path, confi
 @data_options
 @handle_errors
 def robustness(variants: str, seeds: int, n: int, n_slow: int, adversarial: str, aa_eps: str, square_eps: str,
-               aa_version: str,
+               aa_version: str, pgd_steps: int, pgd_restarts: int,
                sample: str, min_norm: str, mn_steps: int, out: Path | None, overwrite: bool, checkpoints: Path | None,
                cells: Path, fresh: bool, executor: str, jobs: int | None, address: str | None, **common: Any) -> None:
     """Does momentum, dropout or batch-norm change robustness? The variants, attacked.
 
-    Per variant over --seeds seeds on the first --n test images: clean accuracy, PGD
-    robust accuracy at ε = 0.1, 0.2, 0.3, the study's attack (next digit) and the
+    Per variant over --seeds seeds on the first --n test images (--sample random: a seeded
+    random --n): clean accuracy, PGD robust accuracy at ε = 0.1, 0.2, 0.3 (the adversarial
+    rows also at 0.4 and 0.5), AutoAttack where asked, the study's attack (next digit) and the
     smallest L2 over the minimum-norm attacks (--min-norm converged: FMN, DDN, C&W 9 × 100
     too), with 95% Wilson intervals; plus adversarially trained rows. Writes
     robustness.md/.csv/.json, robustness_min_norm.* (per attack), the contrasts over seeds
@@ -273,6 +279,7 @@ def robustness(variants: str, seeds: int, n: int, n_slow: int, adversarial: str,
         rows = () if adversarial in ("", "none") else tuple(a.strip() for a in adversarial.split(","))
         config = RobustnessConfig(n=n, n_slow=n_slow, seeds=seeds, adversarial=rows, autoattack=radii(aa_eps),
                                   aa_version=aa_version, sample=sample, min_norm=min_norm, mn_steps=mn_steps,
+                                  pgd_steps=pgd_steps, pgd_restarts=pgd_restarts,
                                   square=radii(square_eps, "--square"))
     if config.autoattack or config.square:
         autoattack_class()  # a missing package is named before any work

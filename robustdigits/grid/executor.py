@@ -20,14 +20,15 @@ cache nor the checkpoint folder. Ctrl-C stops the workers; every finished cell i
 from __future__ import annotations
 
 import concurrent.futures as cf
+import heapq
 import multiprocessing
 import os
 import socket
 import tempfile
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import count
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,7 @@ class Task:
     args: tuple[Any, ...]
     path: str
     writes: bool = False
+    rank: int = 0  # lower runs first among the tasks waiting (ties: in the order they came)
 
 
 @dataclass
@@ -282,12 +284,16 @@ def run_tasks(tasks: Iterable[Task], *, finished: Finished, data: MNISTData, dev
     """Run ``tasks`` and those ``finished`` returns as their dependencies finish, each key
     once, keeping the executor's slots busy; ``finished(task, result, seconds)`` runs here
     for every task, in the order they finish. ``progress(label, event)`` gets a training
-    cell's steps where it runs in this process (``jobs=1``)."""
+    cell's steps where it runs in this process (``jobs=1``). A free slot takes the waiting
+    task of lowest ``rank``, the earliest come among equals (the costliest cells last, so an
+    interrupted grid has finished as many of the others as it could)."""
     jobs = check_jobs(jobs, executor)
-    queue = deque(tasks)
+    order = count()
+    queue = [(t.rank, next(order), t) for t in tasks]
+    heapq.heapify(queue)
     if not queue:
         return
-    seen = {t.key for t in queue}
+    seen = {t.key for _, _, t in queue}
     pool: Any
     if executor == "ray":
         pool = _Ray(address, data, device)
@@ -300,14 +306,14 @@ def run_tasks(tasks: Iterable[Task], *, finished: Finished, data: MNISTData, dev
     try:
         while queue or running:
             while queue and len(running) < pool.slots:
-                task = queue.popleft()
+                task = heapq.heappop(queue)[2]
                 running[pool.submit(task)] = task
             handle, result, seconds = pool.wait(list(running))
             task = running.pop(handle)
             for new in finished(task, result, seconds):
                 if new.key not in seen:
                     seen.add(new.key)
-                    queue.append(new)
+                    heapq.heappush(queue, (new.rank, next(order), new))
         interrupted = False
     finally:
         pool.close(interrupted)

@@ -18,6 +18,7 @@ import torch
 from art.attacks.evasion import CarliniL2Method, DeepFool, FastGradientMethod, ProjectedGradientDescent
 
 from ..art_bridge import make_classifier
+from ..attacks.linf import pgd
 from ..attacks.regularized_gd import RegularizedGradientDescent
 from ..checkpoints import load_checkpoint
 from ..data.datasets import MNISTData, proportional_counts
@@ -117,6 +118,20 @@ def autoattack(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, p: dict[str
     return x_adv.detach().cpu().numpy().astype(np.float32)
 
 
+def torch_pgd(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, p: dict[str, Any], *,
+              device: torch.device) -> np.ndarray:
+    """Torch-native PGD (:func:`robustdigits.attacks.linf.pgd`: ``p["steps"]`` steps of
+    ``p["eps_step"]`` from ``p["restarts"]`` random starts, a restart only on the images no
+    earlier one fooled) at L∞ ``p["eps"]`` on pixels ``x``, in batches on ``device``."""
+    net = PixelInput(model).to(device).eval()
+    out = []
+    for i in range(0, len(x), p["batch_size"]):
+        xb = torch.from_numpy(x[i:i + p["batch_size"]]).to(device)
+        yb = torch.from_numpy(y[i:i + p["batch_size"]]).to(device)
+        out.append(pgd(net, xb, yb, p["eps"], steps=p["steps"], alpha=p["eps_step"], restarts=p["restarts"]))
+    return torch.cat(out).cpu().numpy().astype(np.float32) if out else x
+
+
 def build_attack(name: str, p: dict[str, Any], classifier: Any) -> Any:
     """The attack of a cell, from its settings ``p``."""
     targeted, bs = p["targeted"], p["batch_size"]
@@ -138,7 +153,7 @@ def build_attack(name: str, p: dict[str, Any], classifier: Any) -> Any:
     if name == "deepfool":
         return DeepFool(classifier, max_iter=p["steps"], batch_size=bs, verbose=False)
     raise ConfigError(f"unknown attack {name!r} in a cell; choose from: clean, rgd, fgsm, pgd, cw, deepfool, "
-                      f"autoattack, {', '.join(MIN_NORM_ATTACKS)}")
+                      f"autoattack, pgd-torch, {', '.join(MIN_NORM_ATTACKS)}")
 
 
 def run_cell(spec: CellSpec, images: np.ndarray, labels: np.ndarray, model: torch.nn.Module, *,
@@ -162,6 +177,8 @@ def run_cell(spec: CellSpec, images: np.ndarray, labels: np.ndarray, model: torc
         x_adv = x
     elif spec.attack == "autoattack":
         x_adv = autoattack(model, x, y, p, device=device)
+    elif spec.attack == "pgd-torch":
+        x_adv = torch_pgd(model, x, y, p, device=device)
     elif spec.attack in MIN_NORM_ATTACKS:
         x_adv = minimum_norm(spec.attack, model, x, y, p, device=device)
     else:
@@ -179,8 +196,10 @@ def run_cell(spec: CellSpec, images: np.ndarray, labels: np.ndarray, model: torc
 
 
 def attack_task(spec: CellSpec) -> Task:
-    """The cell as a task of the executor: it reads its model's checkpoint."""
-    return Task(spec.key, "attack", f"{spec.model}: {spec.attack}", compute_cell, (spec.to_dict(),), spec.checkpoint)
+    """The cell as a task of the executor: it reads its model's checkpoint. AutoAttack's
+    cells, the costliest, wait until no other cell does."""
+    return Task(spec.key, "attack", f"{spec.model}: {spec.attack}", compute_cell, (spec.to_dict(),), spec.checkpoint,
+                rank=1 if spec.attack == "autoattack" else 0)
 
 
 _MODELS: dict[str, torch.nn.Module] = {}  # per worker: the models its last cells attacked, by content hash

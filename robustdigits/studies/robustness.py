@@ -4,8 +4,11 @@ Per variant and seed (the ablation's checkpoints), over the first ``n`` test ima
 cells (:mod:`robustdigits.cells`, so the grid resumes and runs on Ray):
 
 - clean accuracy;
-- untargeted PGD (L∞) at each ε, ``pgd_steps`` steps of 2.5·ε/``pgd_steps`` from
-  ``pgd_restarts`` random start(s): robust accuracy;
+- untargeted PGD (L∞, torch-native) at each ε, ``pgd_steps`` steps of 2.5·ε/``pgd_steps``
+  from ``pgd_restarts`` random starts (a restart only on the images no earlier one fooled):
+  robust accuracy; the adversarially trained rows also at ``adv_extra_eps``;
+- AutoAttack (opt-in) at each ε of ``autoattack`` (``aa_version`` mixed: standard on seed 1,
+  APGD-CE + APGD-T on the other seeds), and the per-image worst case;
 - the study's attack toward the next digit (from the image, stop at target probability
   0.5, keep the closest success): success rate and median L2;
 - minimum-norm: per image of a stratified ``n_slow`` subset, the smallest L2 of a
@@ -37,7 +40,7 @@ from ..data.datasets import MNISTData
 from ..errors import DataError
 from ..grid.cells import CellResult, CellSpec, CellStore, ModelRef
 from ..grid.runner import run_grid, select_indices
-from ..report.tables import machine_info, machine_line, write_report
+from ..report.tables import machine_info, machine_line, markdown_table, write_report
 from ..scoring import already_target, robust, wilson_interval
 from ..variants import VARIANTS
 from .adversarial import (
@@ -45,13 +48,14 @@ from .adversarial import (
     ADVERSARIAL_LABELS,
 )
 from .contrasts import write_contrasts
+from .robust_eval import ANCHORS, ANCHORS_SOURCE
 from .robustness_figures import robustness_figures
 
 ANCHOR = ("Anchor: a PGD-trained MNIST network holds 88.5-89.6% robust accuracy at ε = 0.3 (Madry et al.; "
           "AutoAttack's table), with a larger network and far longer training than the study's 3 epochs.")
 
 
-AA_VERSIONS = ("standard", "apgd")
+AA_VERSIONS = ("standard", "apgd", "mixed")  # mixed: standard on seed 1, apgd on the other seeds
 SAMPLES = ("first", "random")
 MIN_NORM = ("quick", "converged")
 MIN_NORM_ROLES = {  # the cells each minimum-norm setting takes the per-image smallest L2 over
@@ -75,8 +79,8 @@ class RobustnessConfig:
     n_slow: int = 100  # the minimum-norm attacks run on a stratified subset of this many
     seeds: int = 3  # the ablation's seeds 1..seeds per variant
     eps: tuple[float, ...] = (0.1, 0.2, 0.3)  # PGD L∞ budgets (pixels)
-    pgd_steps: int = 40
-    pgd_restarts: int = 1  # random starts (ART's num_random_init)
+    pgd_steps: int = 100
+    pgd_restarts: int = 5  # random starts; a restart runs only on the images no earlier one fooled
     rgd_steps: int = 200  # the study's attack: at most this many steps
     cw_steps: int = 10
     cw_search: int = 3
@@ -88,9 +92,12 @@ class RobustnessConfig:
     adv_pgd_steps: int = 7  # PGD steps inside adversarial training (ART's default), of 2.5·ε/steps
     adv_rgd_steps: int = 10  # the study's attack inside adversarial training (η = 1, λ = 0.05)
     l2_budgets: tuple[float, ...] = tuple(round(0.1 * k, 1) for k in range(41))  # 0 to 4 in pixel L2
+    adv_extra_eps: tuple[float, ...] = (0.4, 0.5)  # more L∞ radii (PGD, and AutoAttack where it runs) for the
+    # adversarially trained rows: where they too fall to 0 % (the attacks work)
     autoattack: tuple[float, ...] = ()  # L∞ radii where AutoAttack runs too, on the same images (opt-in)
     square: tuple[float, ...] = ()  # L∞ radii of the black-box Square attack alone, on the SQUARE_ROWS (opt-in)
-    aa_version: str = "standard"  # standard (APGD-CE, APGD-T, FAB-T, Square) or apgd (APGD-CE + APGD-T)
+    aa_version: str = "standard"  # standard (APGD-CE, APGD-T, FAB-T, Square), apgd (APGD-CE + APGD-T), or
+    # mixed: standard on seed 1 (the adversarial rows' only seed), apgd on the other seeds
     sample: str = "first"  # first: the first n test images; random: a seeded random n, stratified by digit
     sample_seed: int = 0
     min_norm: str = "quick"  # quick: the study's attack, ART's C&W (cw_search × cw_steps), DeepFool;
@@ -107,7 +114,9 @@ class RobustnessConfig:
         for e in self.eps:
             check_number("eps", e, 0.0, 1.0, low_open=True)
         check_int("pgd_steps", self.pgd_steps, 1)
-        check_int("pgd_restarts", self.pgd_restarts, 0)
+        check_int("pgd_restarts", self.pgd_restarts, 1)
+        for e in self.adv_extra_eps:
+            check_number("adv_extra_eps", e, 0.0, 1.0, low_open=True)
         check_int("rgd_steps", self.rgd_steps, 1)
         for name in self.adversarial:
             check_choice("adversarial", name, ADVERSARIAL)
@@ -128,6 +137,34 @@ class RobustnessConfig:
         n = min(self.n, n_test)
         return f"first:{n}" if self.sample == "first" else f"random:{n}:{self.sample_seed}"
 
+    def eps_of(self, row: str) -> tuple[float, ...]:
+        """The PGD radii of a row: ``eps``, and ``adv_extra_eps`` for an adversarially trained row."""
+        extra = tuple(e for e in self.adv_extra_eps if e not in self.eps) if row in ADVERSARIAL else ()
+        return self.eps + extra
+
+    def autoattack_of(self, row: str) -> tuple[float, ...]:
+        """AutoAttack's radii of a row: ``autoattack`` (none when it is off), and
+        ``adv_extra_eps`` for an adversarially trained row."""
+        if not self.autoattack:
+            return ()
+        extra = tuple(e for e in self.adv_extra_eps if e not in self.autoattack) if row in ADVERSARIAL else ()
+        return self.autoattack + extra
+
+    def aa_version_of(self, seed: int) -> str:
+        """The AutoAttack version run on a model of ``seed``."""
+        if self.aa_version == "mixed":
+            return "standard" if seed == 1 else "apgd"
+        return self.aa_version
+
+    def all_eps(self) -> tuple[float, ...]:
+        """Every PGD radius of some row (the table's columns)."""
+        return self.eps + tuple(e for e in self.adv_extra_eps if e not in self.eps and self.adversarial)
+
+    def all_autoattack(self) -> tuple[float, ...]:
+        if not self.autoattack:
+            return ()
+        return self.autoattack + tuple(e for e in self.adv_extra_eps if e not in self.autoattack and self.adversarial)
+
 
 def cell_specs(model: ModelRef, data: MNISTData, config: RobustnessConfig) -> dict[str, CellSpec]:
     """The cells of one model (``model.name`` its row, ``model.info["seed"]`` its seed), by
@@ -145,17 +182,17 @@ def cell_specs(model: ModelRef, data: MNISTData, config: RobustnessConfig) -> di
                         model_info={"row": model.name, "seed": model.info["seed"]}, checkpoint=model.checkpoint)
 
     cells = {"clean": spec("clean", {"targeted": False, "target": None}, every)}
-    for e in config.eps:
-        cells[f"pgd@{e:g}"] = spec("pgd", {"targeted": False, "target": None, "eps": e,
-                                           "eps_step": 2.5 * e / config.pgd_steps, "steps": config.pgd_steps,
-                                           "restarts": config.pgd_restarts}, every)
+    for e in config.eps_of(model.name):
+        cells[f"pgd@{e:g}"] = spec("pgd-torch", {"targeted": False, "target": None, "eps": e,
+                                                 "eps_step": 2.5 * e / config.pgd_steps, "steps": config.pgd_steps,
+                                                 "restarts": config.pgd_restarts}, every)
     if model.name in SQUARE_ROWS:
         for e in config.square:
             cells[f"square@{e:g}"] = spec("autoattack", {"targeted": False, "target": None, "eps": e,
                                                          "version": "square"}, every)
-    for e in config.autoattack:
+    for e in config.autoattack_of(model.name):
         cells[f"aa@{e:g}"] = spec("autoattack", {"targeted": False, "target": None, "eps": e,
-                                                 "version": config.aa_version}, every)
+                                                 "version": config.aa_version_of(model.info["seed"])}, every)
     cells["rgd"] = spec("rgd", {"targeted": True, "target": "next-digit", "steps": config.rgd_steps, "eta": 0.1,
                                 "lam": 0.05, "early_stop": 0.5, "keep_best": True}, every)
     untargeted = {"targeted": False, "target": None}
@@ -277,6 +314,11 @@ class ModelMeasures:
         return self.pgd[eps] - self.aa[eps] if eps in self.pgd and eps in self.aa else None
 
 
+def _radii(cells: dict[str, Any], kind: str) -> list[float]:
+    """The radii of a model's cells of ``kind`` (pgd, aa, square), from their roles ``kind@ε``."""
+    return sorted(float(role.split("@")[1]) for role in cells if role.startswith(kind + "@"))
+
+
 def measure(cells: dict[str, CellResult], config: RobustnessConfig) -> ModelMeasures:
     """One model's measures from its cells. Robust: right on the clean image and under the
     attack. The next-digit attack's success leaves out the images the model already reads as
@@ -285,7 +327,7 @@ def measure(cells: dict[str, CellResult], config: RobustnessConfig) -> ModelMeas
     clean = cells["clean"].samples
     counts["clean"] = (int(np.sum(clean["adv_pred"] == clean["label"])), len(clean["label"]))
     pgd, pgd_robust = {}, {}
-    for e in config.eps:
+    for e in _radii(cells, "pgd"):
         s = cells[f"pgd@{e:g}"].samples
         pgd_robust[e] = robust(s["clean_pred"], s["adv_pred"], s["label"])
         counts[f"pgd@{e:g}"] = (int(np.sum(pgd_robust[e])), len(s["label"]))
@@ -298,7 +340,7 @@ def measure(cells: dict[str, CellResult], config: RobustnessConfig) -> ModelMeas
             counts[f"square@{e:g}"] = (int(np.sum(square_robust[e])), len(square_robust[e]))
             square[e] = 100.0 * float(np.mean(square_robust[e]))
     aa, worst = {}, {}
-    for e in config.autoattack:
+    for e in _radii(cells, "aa"):
         s = cells[f"aa@{e:g}"].samples
         held = robust(s["clean_pred"], s["adv_pred"], s["label"])
         counts[f"aa@{e:g}"] = (int(np.sum(held)), len(held))
@@ -345,11 +387,11 @@ class RowResult:
 
 def columns(config: RobustnessConfig) -> list[str]:
     cols = ["model", "seeds", "n", "clean acc. (%)", "± std", "95% CI"]
-    for e in config.eps:
+    for e in config.all_eps():
         cols += [f"PGD ε={e:g} robust acc. (%)", "± std", "95% CI"]
     for e in config.square:
         cols += [f"Square ε={e:g} robust acc. (%)"]
-    for e in config.autoattack:
+    for e in config.all_autoattack():
         cols += [f"AutoAttack ε={e:g} robust acc. (%)", "± std", "95% CI", f"worst case ε={e:g} (%)",
                  "PGD − AA (points)"]
     cols += ["next-digit attack success (%)", "± std", "95% CI", "already the target", "its median L2",
@@ -357,44 +399,74 @@ def columns(config: RobustnessConfig) -> list[str]:
     return cols
 
 
-def _ci(interval: tuple[float, float]) -> str:
-    return f"{interval[0]:.1f}–{interval[1]:.1f}"
-
-
-def _pgd_at(eps: float) -> Callable[[ModelMeasures], float | None]:
-    return lambda m: m.pgd[eps]
-
-
-def _square_at(eps: float) -> Callable[[ModelMeasures], float | None]:
-    return lambda m: m.square.get(eps)
+def _ci(r: RowResult, key: str) -> str | None:
+    """The row's pooled 95% interval of ``key`` (None where the row does not measure it)."""
+    if key not in r.measures[0].counts:
+        return None
+    low, high = r.pooled(key)
+    return f"{low:.1f}–{high:.1f}"
 
 
 def _at(what: str, eps: float) -> Callable[[ModelMeasures], float | None]:
-    """A model's AutoAttack accuracy, worst case or PGD − AA gap at ``eps``."""
+    """A model's PGD, Square or AutoAttack accuracy, worst case or PGD − AA gap at ``eps``
+    (None where it was not run at ``eps``)."""
     if what == "gap":
         return lambda m: m.gap(eps)
-    return lambda m: getattr(m, what)[eps]
+    return lambda m: getattr(m, what).get(eps)
 
 
 def table_rows(rows: Sequence[RowResult], config: RobustnessConfig) -> list[list[Any]]:
     out = []
     for r in rows:
         line: list[Any] = [r.row, len(r.seeds), r.measures[0].counts["clean"][1]]
-        line += [*r.stat(lambda m: m.clean), _ci(r.pooled("clean"))]
-        for e in config.eps:
-            line += [*r.stat(_pgd_at(e)), _ci(r.pooled(f"pgd@{e:g}"))]
+        line += [*r.stat(lambda m: m.clean), _ci(r, "clean")]
+        for e in config.all_eps():
+            line += [*r.stat(_at("pgd", e)), _ci(r, f"pgd@{e:g}")]
         for e in config.square:
-            line += [r.stat(_square_at(e))[0]]  # None: not run on this row
-        for e in config.autoattack:
-            line += [*r.stat(_at("aa", e)), _ci(r.pooled(f"aa@{e:g}")), r.stat(_at("worst", e))[0],
+            line += [r.stat(_at("square", e))[0]]  # None: not run on this row
+        for e in config.all_autoattack():
+            line += [*r.stat(_at("aa", e)), _ci(r, f"aa@{e:g}"), r.stat(_at("worst", e))[0],
                      r.stat(_at("gap", e))[0]]
         successes = np.concatenate([m.rgd_l2 for m in r.measures])  # the median over every seed's successes
-        line += [*r.stat(lambda m: m.rgd_success), _ci(r.pooled("rgd")), sum(m.rgd_already for m in r.measures),
+        line += [*r.stat(lambda m: m.rgd_success), _ci(r, "rgd"), sum(m.rgd_already for m in r.measures),
                  float(np.median(successes)) if len(successes) else None]
         median = float(np.median(np.concatenate([m.min_l2 for m in r.measures])))
         line += [None if np.isinf(median) else median, len(r.measures[0].min_l2)]
         out.append(line)
     return out
+
+
+def strongest(m: ModelMeasures) -> dict[float, float]:
+    """Per ε, the model's robust accuracy under everything run there (the worst case where
+    AutoAttack ran, else PGD)."""
+    return {e: m.worst.get(e, acc) for e, acc in m.pgd.items()}
+
+
+def zero_radius(rows: Sequence[RowResult]) -> dict[str, float | None]:
+    """Per row, the smallest ε where every seed's model falls to 0 % robust accuracy under
+    the strongest attack run there (None: no ε run brings it to 0 %)."""
+    out: dict[str, float | None] = {}
+    for r in rows:
+        radii = sorted(set.intersection(*(set(m.pgd) for m in r.measures)))
+        out[r.row] = next((e for e in radii if all(strongest(m)[e] == 0 for m in r.measures)), None)
+    return out
+
+
+def zero_note(rows: Sequence[RowResult]) -> str:
+    """Where every model falls to 0 %: proof that the attacks can break each one."""
+    found = zero_radius(rows)
+    reached = {row: e for row, e in found.items() if e is not None}
+    missed = [row for row, e in found.items() if e is None]
+    by_eps: dict[float, list[str]] = {}
+    for row, e in reached.items():
+        by_eps.setdefault(e, []).append(row)
+    parts = [f"ε = {e:g}: {', '.join(names)}" for e, names in sorted(by_eps.items())]
+    note = "Every model falls to 0 % robust accuracy (every seed, the strongest attack run) at " + "; ".join(parts)
+    if missed:
+        worst = {r.row: max(strongest(m)[max(m.pgd)] for m in r.measures) for r in rows if r.row in missed}
+        note += ("" if parts else "no ε for any row") + "; not reached by " + ", ".join(
+            f"{row} ({acc:.1f}% at its largest ε)" for row, acc in worst.items())
+    return note + "."
 
 
 def sanity_checks(rows: Sequence[RowResult], config: RobustnessConfig) -> list[str]:
@@ -403,17 +475,19 @@ def sanity_checks(rows: Sequence[RowResult], config: RobustnessConfig) -> list[s
     for r in rows:
         for seed, m in zip(r.seeds, r.measures):
             where = f"{r.row} seed {seed}"
-            for e in config.eps:
+            radii = sorted(m.pgd)
+            for e in radii:
                 if m.pgd[e] > m.clean + 1e-9:
                     problems.append(f"{where}: PGD ε={e:g} robust accuracy {m.pgd[e]:.1f}% above clean {m.clean:.1f}%")
-            for a, b in zip(config.eps, config.eps[1:]):
+            for a, b in zip(radii, radii[1:]):
                 if m.pgd[b] > m.pgd[a] + 1e-9:
                     problems.append(f"{where}: PGD at ε={b:g} ({m.pgd[b]:.1f}%) better than at ε={a:g} "
                                     f"({m.pgd[a]:.1f}%)")
-            if m.rgd_success == 0 and m.pgd[config.eps[-1]] < 50:
+            last = config.eps[-1]
+            if m.rgd_success == 0 and m.pgd[last] < 50:
                 problems.append(f"{where}: the study's attack succeeds on 0% of a non-robust model (PGD leaves "
-                                f"{m.pgd[config.eps[-1]]:.1f}%): a likely broken setting")
-            for e in config.autoattack:
+                                f"{m.pgd[last]:.1f}%): a likely broken setting")
+            for e in sorted(m.aa):
                 gap = m.gap(e)
                 if gap is not None and gap > GAP_FLAG:
                     problems.append(f"{where}: PGD at ε={e:g} reports {gap:.1f} points more robustness than AutoAttack "
@@ -424,9 +498,13 @@ def sanity_checks(rows: Sequence[RowResult], config: RobustnessConfig) -> list[s
                     problems.append(f"{where}: the black-box Square attack at ε={e:g} leaves {held:.1f}%, "
                                     f"{gradient - held:.1f} points below the gradient attacks (flagged: gradient "
                                     "masking; trust the worst case)")
-            if m.pgd[config.eps[-1]] == m.clean and m.clean > 0:
-                problems.append(f"{where}: PGD at ε={config.eps[-1]:g} changes no prediction: a likely broken "
+            if m.pgd[radii[-1]] == m.clean and m.clean > 0:
+                problems.append(f"{where}: PGD at ε={radii[-1]:g} changes no prediction: a likely broken "
                                 "setting (or gradient masking)")
+    for row, zero in zero_radius(rows).items():
+        if zero is None:
+            problems.append(f"{row}: no ε run brings it to 0% robust accuracy: the attacks may not work on it "
+                            "(or a larger ε is needed)")
     return problems
 
 
@@ -438,6 +516,28 @@ def row_label(row: str) -> str:
         if v.name == row:
             return v.label
     return ADVERSARIAL_LABELS[row]
+
+
+def aa_version_note(config: RobustnessConfig) -> str:
+    if config.aa_version == "mixed":
+        return ("standard on seed 1 and the adversarially trained rows, APGD-CE + APGD-T (the standard version's "
+                f"first two attacks) on seeds 2-{config.seeds}: standard on every seed did not fit this machine")
+    return {"standard": "standard: APGD-CE, APGD-T, FAB-T, Square", "apgd": "APGD-CE + APGD-T"}[config.aa_version]
+
+
+def anchors_note(rows: Sequence[RowResult], config: RobustnessConfig) -> list[str]:
+    """The published MNIST defences at ε = 0.3 beside the study's adversarially trained rows."""
+    ours = [r for r in rows if r.row in ADVERSARIAL and 0.3 in r.measures[0].pgd]
+    if not ours:
+        return []
+    table = [[name, value, "AutoAttack standard, the authors' test images"] for name, value in ANCHORS]
+    for r in ours:
+        m = r.measures[0]
+        table.append([f"{r.row} (this study)", m.worst.get(0.3, m.pgd[0.3]),
+                      ("worst case of AutoAttack and PGD" if 0.3 in m.worst else f"PGD-{config.pgd_steps}×"
+                       f"{config.pgd_restarts}") + f", {m.counts['clean'][1]:,} test images"])
+    return [f"Published anchors at ε = 0.3 ({ANCHORS_SOURCE}) beside the adversarially trained rows:\n\n"
+            + markdown_table(["model", "robust accuracy at ε = 0.3 (%)", "measured by"], table)]
 
 
 def write_robustness_report(rows: Sequence[RowResult], config: RobustnessConfig, data: MNISTData,
@@ -456,15 +556,19 @@ def write_robustness_report(rows: Sequence[RowResult], config: RobustnessConfig,
         + " (column n), per seed. Variants: the ablation's "
         f"checkpoints, seeds 1-{config.seeds} (mean ± sample std over seeds); adversarially trained rows: seed 1. "
         "95% CI: the Wilson interval of the rate pooled over all seeds' images.",
-        f"PGD: untargeted L∞, {config.pgd_steps} steps of 2.5·ε/{config.pgd_steps}, {config.pgd_restarts} random "
-        f"start(s) (ART's num_random_init). The study's attack: toward the next digit, from the image, at most "
+        f"PGD: untargeted L∞, torch-native (robustdigits.attacks.linf.pgd), {config.pgd_steps} steps of "
+        f"2.5·ε/{config.pgd_steps} from {config.pgd_restarts} random start(s), a restart only on the images no "
+        "earlier one fooled"
+        + (f"; the adversarially trained rows also at ε = {', '.join(f'{e:g}' for e in config.adv_extra_eps)}"
+           if config.adversarial and config.adv_extra_eps else "")
+        + ". The study's attack: toward the next digit, from the image, at most "
         f"{config.rgd_steps} steps of its η = 0.1, λ = 0.05, stopping at target probability 0.5 and keeping the "
         "closest success. Its success rate leaves out the images the model already reads as the next digit (a "
         "success it did not make; column 'already the target', summed over seeds); its median L2 is over every "
         "seed's successes pooled. Robust accuracy (PGD, AutoAttack) counts an image only if the model reads it "
         "right both clean and attacked.",
-        *([f"AutoAttack ({config.aa_version}; the authors' code, PyPI pyautoattack 0.2.0) at ε = "
-           f"{', '.join(f'{e:g}' for e in config.autoattack)} on the same images, pixels in [0, 1] with the "
+        *([f"AutoAttack ({aa_version_note(config)}; the authors' code, PyPI pyautoattack 0.2.0) at ε = "
+           f"{', '.join(f'{e:g}' for e in config.all_autoattack())} on the same images, pixels in [0, 1] with the "
            "normalization inside the model: robust = classified correctly clean and under AutoAttack; the worst case "
            "also under PGD (and Square) at that ε (per image). A PGD − AutoAttack gap above "
            f"{GAP_FLAG:g} point is flagged in the sanity checks."] if config.autoattack else []),
@@ -481,18 +585,23 @@ def write_robustness_report(rows: Sequence[RowResult], config: RobustnessConfig,
                               "PGD-5 adversarial training at ε = 0.3, 12 epochs; docs/robustness.md)."
                               if "adv-recipe" in config.adversarial else ""),
         f"Machine: {machine_line(machine)}. " + _time_note(seconds),
+        zero_note(rows),
         "Sanity checks (robust accuracy never above clean, PGD never better at a larger ε, no attack at 0% on a "
-        "non-robust model, PGD changing something): " + ("all hold." if not problems else "; ".join(problems)),
+        "non-robust model, PGD changing something, every model at 0% at some ε): "
+        + ("all hold." if not problems else "; ".join(problems)),
+        *anchors_note(rows, config),
     ]
     records = []
     for r in rows:
         records.append({
             "model": r.row, "label": r.label, "seeds": r.seeds,
             "clean_accuracy": [m.clean for m in r.measures],
-            "pgd_robust_accuracy": {f"{e:g}": [m.pgd[e] for m in r.measures] for e in config.eps},
+            "pgd_robust_accuracy": {f"{e:g}": [m.pgd[e] for m in r.measures] for e in config.eps_of(r.row)},
             "rgd_success": [m.rgd_success for m in r.measures],
-            "autoattack": {f"{e:g}": [m.aa[e] for m in r.measures] for e in config.autoattack},
-            "worst_case": {f"{e:g}": [m.worst[e] for m in r.measures] for e in config.autoattack},
+            "autoattack": {f"{e:g}": [m.aa[e] for m in r.measures] for e in config.autoattack_of(r.row)},
+            "autoattack_version": [config.aa_version_of(seed) for seed in r.seeds] if config.autoattack else None,
+            "worst_case": {f"{e:g}": [m.worst[e] for m in r.measures] for e in config.autoattack_of(r.row)},
+            "zero_eps": zero_radius([r])[r.row],
             "square": {f"{e:g}": [m.square.get(e) for m in r.measures] for e in config.square},
             "rgd_median_l2": [m.rgd_median_l2 for m in r.measures],
             "rgd_median_l2_pooled": (float(np.median(np.concatenate([m.rgd_l2 for m in r.measures])))
@@ -510,7 +619,8 @@ def write_robustness_report(rows: Sequence[RowResult], config: RobustnessConfig,
             "indices": None if config.sample == "first" else
             select_indices(config.selection(data.info.n_test), data.test_labels.numpy()).tolist(),
             "config": dataclasses.asdict(config), "machine": machine, "seconds": seconds,
-            "sanity_problems": problems, "anchor": ANCHOR}
+            "sanity_problems": problems, "anchor": ANCHOR, "anchors": [list(a) for a in ANCHORS],
+            "anchors_source": ANCHORS_SOURCE}
     paths = write_report(out_dir, "robustness", title="Robustness of the study's variants", notes=notes,
                          columns=columns(config), rows=table_rows(rows, config), records=records, meta=meta)
     paths += write_report(out_dir, "robustness_min_norm", title="Minimum-norm L2, per attack and per image",

@@ -4,6 +4,7 @@ own training cell is done, run by the grid's executor (here, ``--jobs`` workers,
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -114,7 +115,7 @@ def run_study(variants: Sequence[Variant], data: MNISTData, config: RobustnessCo
             else:
                 tasks.append(Task(cell.key, "train", cell.label, train_row, (cell.name, config), cell.path,
                                   writes=True))
-        tasks.sort(key=lambda t: t.kind != "train")  # training first: its attack cells wait for it
+        tasks = [dataclasses.replace(t, rank=-1) if t.kind == "train" else t for t in tasks]  # training first
         run_tasks(tasks, finished=finished, data=data, device=device, executor=executor, jobs=jobs,
                   address=address, progress=progress)
     ordered = [models[c.key] for c in trains]
