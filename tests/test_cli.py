@@ -305,21 +305,29 @@ def test_reproduce_runs_every_step_in_order_and_says_once_when_it_falls_back(run
     assert bench["overwrite"] and robustness["seeds"] == 2 and str(report["reports"]) == "reports"
     assert "step 6 of 6: report" in result.output and "the study took" in result.output
     expected = "converged" if importlib.util.find_spec("adv_lib") else "quick"  # with the minnorm extra, or said
-    assert robustness["min_norm"] == expected
+    assert robustness["min_norm"] == expected and robustness["sample"] == "random"
+    if importlib.util.find_spec("pyautoattack"):  # the robust extra: AutoAttack is the headline
+        assert (robustness["aa_eps"], robustness["aa_version"], robustness["square_eps"]) == \
+            ("0.1,0.2,0.3", "mixed", "0.3")
 
 
-def test_reproduce_says_when_the_minimum_norm_attacks_fall_back_to_the_quick_ones(runner, monkeypatch):
+@pytest.mark.parametrize("missing, chosen, said", [
+    ("adv_lib.attacks", {"min_norm": "quick"},  # the minnorm extra
+     ["need the adv-lib package, which is not installed", "the minimum-norm columns use the quick attacks"]),
+    ("pyautoattack", {"aa_eps": "", "square_eps": ""},  # the robust extra
+     ["the robustness study runs without AutoAttack and Square (PGD alone)"]),
+])
+def test_reproduce_says_when_an_extra_is_missing_and_runs_without_it(runner, monkeypatch, missing, chosen, said):
     import sys
 
     from robustdigits.cli import site
 
-    monkeypatch.setitem(sys.modules, "adv_lib.attacks", None)  # as if the minnorm extra were not installed
+    monkeypatch.setitem(sys.modules, missing, None)  # as if the extra were not installed
     monkeypatch.setattr(site, "fetch_mnist", lambda *a, **k: None)
     calls = {}
     for name in ("ablate", "attack", "bench", "robustness", "report"):
         monkeypatch.setattr(main.commands[name], "callback", lambda name=name, **kwargs: calls.update({name: kwargs}))
     result = runner.invoke(main, ["reproduce", "--seeds", "1", "--threads", "1"])
     assert result.exit_code == 0, result.output
-    assert calls["robustness"]["min_norm"] == "quick"
-    assert "need the adv-lib package, which is not installed" in result.output
-    assert "the minimum-norm columns use the quick attacks" in result.output
+    assert {k: calls["robustness"].get(k, "") for k in chosen} == chosen
+    assert all(line in " ".join(result.output.split()) for line in said)

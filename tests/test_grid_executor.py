@@ -20,7 +20,7 @@ from robustdigits.checkpoints import load_checkpoint
 from robustdigits.cli import main
 from robustdigits.errors import ConfigError, DataError
 from robustdigits.grid.cells import CellStore
-from robustdigits.grid.executor import Tally, check_address, check_executor, check_jobs, cores
+from robustdigits.grid.executor import Tally, Task, check_address, check_executor, check_jobs, cores, run_tasks
 from robustdigits.grid.train_cells import TRAIN_FORMAT, record_path
 from robustdigits.studies.ablation import AblationConfig, run_ablation, variant_cell
 from robustdigits.studies.robustness import RobustnessConfig
@@ -143,6 +143,37 @@ class TestTheStudyAsOneGrid:
         assert [r.spec.key for r in local] == [r.spec.key for r in remote]  # the same bytes: the same model hash
         for x, y in zip(local, remote):
             np.testing.assert_array_equal(x.samples["x_adv"], y.samples["x_adv"])
+
+
+def _named(name: str, *, path: str) -> str:
+    return name
+
+
+class TestOrder:
+    def test_a_free_slot_takes_the_lowest_rank_first_and_equals_in_the_order_they_came(self, small_data):
+        """Training (rank -1) first, AutoAttack's cells (rank 1) last, even those a finished
+        training hands over after them: an interrupted grid has finished the cheap cells."""
+        def task(name: str, rank: int) -> Task:
+            return Task(name, "train" if name == "train" else "attack", name, _named, (name,), "", rank=rank)
+
+        order: list[str] = []
+
+        def finished(t: Task, result: str, seconds: float) -> list[Task]:
+            order.append(result)
+            return [task("aa-2", 1), task("pgd-2", 0)] if result == "train" else []
+
+        run_tasks([task("aa-1", 1), task("pgd-1", 0), task("train", -1), task("rgd-1", 0)], finished=finished,
+                  data=small_data, device=CPU, jobs=1)
+        assert order == ["train", "pgd-1", "rgd-1", "pgd-2", "aa-1", "aa-2"]
+
+    def test_autoattack_cells_rank_last(self):
+        from robustdigits.grid.cells import CellSpec
+        from robustdigits.grid.runner import attack_task
+
+        def spec(attack: str) -> CellSpec:
+            return CellSpec("d", "mnist", "m", "s", attack, {}, "first:10")
+
+        assert [attack_task(spec(a)).rank for a in ("autoattack", "pgd-torch", "fmn", "clean")] == [1, 0, 0, 0]
 
 
 class TestProgress:

@@ -64,6 +64,13 @@ class TestContrasts:
         assert [round(r[5], 1) for r in momentum] == [0.9, 1.9, 4.0]
         assert sum(int(r[8].split(" of ")[0]) for r in momentum) == 8
 
+    def test_where_autoattack_ran_its_worst_case_is_contrasted_too(self):
+        measures = report_measures({"config": {"eps": [0.1, 0.3], "autoattack": [0.1]}})
+        assert measures == {"clean accuracy": "clean_accuracy",
+                            "PGD ε = 0.1 robust accuracy": "pgd_robust_accuracy/0.1",
+                            "PGD ε = 0.3 robust accuracy": "pgd_robust_accuracy/0.3",
+                            "worst case ε = 0.1 robust accuracy": "worst_case/0.1"}
+
     def test_a_damaged_report_is_named(self, tmp_path):
         bad = tmp_path / "robustness.json"
         bad.write_text("{}")

@@ -101,6 +101,44 @@ class TestAutoAttack:
         assert r.accuracy() == 0.0
 
 
+class TestTransfer:
+    def test_a_transfer_from_the_model_itself_is_its_white_box_pgd(self, tiny, data):
+        """The same steps, restarts and seed on the same network: the same per-image outcome."""
+        idx = sample_indices(data.test_labels.numpy(), 60, 0)
+        x, y = pixels(data, idx)
+        config = RobustEvalConfig(eps=(0.08,), attacks=("pgd", "transfer"), pgd_steps=5, pgd_restarts=2,
+                                  source="itself")
+        [r] = robust_evaluation(tiny, x, y, config, device=CPU, source=tiny)
+        assert 0 < r.accuracy("pgd") < 100 * float(r.clean.mean())
+        assert np.array_equal(r.robust["transfer"], r.robust["pgd"])
+
+    def test_a_transfer_from_another_network_is_weaker_than_white_box(self, tiny, data):
+        other = train_adversarial(ModelSpec("wong"), TrainConfig(steps=60, batch_size=100, lr=5e-3, seed=7),
+                                  AdversarialConfig(eps=0.0, guard_images=0), data, device=CPU).model
+        idx = sample_indices(data.test_labels.numpy(), 60, 0)
+        x, y = pixels(data, idx)
+        config = RobustEvalConfig(eps=(0.08,), attacks=("pgd", "transfer"), pgd_steps=5, pgd_restarts=1,
+                                  source="other")
+        [r] = robust_evaluation(tiny, x, y, config, device=CPU, source=other)
+        assert r.accuracy("pgd") < r.accuracy("transfer") <= 100 * float(r.clean.mean())
+        both = r.clean & r.robust["pgd"] & r.robust["transfer"]  # the worst case counts the transfer too
+        assert r.accuracy() == pytest.approx(100 * float(both.mean()))
+
+    def test_a_black_box_attack_beating_the_gradients_is_flagged_as_masking(self):
+        clean = np.ones(100, bool)
+        pgd, transfer = np.ones(100, bool), np.ones(100, bool)
+        pgd[:10], transfer[:13] = False, False  # white box leaves 90 %, the transfer 87 %
+        r = EpsResult(0.3, clean, {"pgd": pgd, "transfer": transfer}, {})
+        assert r.masking == pytest.approx(3.0)
+        assert r.check() == "masking: a black-box attack beats the gradients"
+        transfer[10:13] = True
+        assert EpsResult(0.3, clean, {"pgd": pgd, "transfer": transfer}, {}).check() == "ok"
+
+    def test_without_a_source_it_is_refused_by_name(self):
+        with pytest.raises(ConfigError, match="the transfer attack needs a source model: pass --source MODEL"):
+            RobustEvalConfig(attacks=("pgd", "transfer"))
+
+
 class TestCommand:
     def test_writes_the_report_with_the_images_named(self, tmp_path, tiny, data):
         pytest.importorskip("pyautoattack")
@@ -121,6 +159,24 @@ class TestCommand:
         assert report["records"][1]["worst_case_accuracy"] == 0.0
         assert "worst case (%)" in (out / "autoattack.md").read_text()
         assert not (out / "state").exists() or not any((out / "state").iterdir())
+
+    def test_the_transfer_column_names_its_source(self, tmp_path, tiny, data):
+        from robustdigits.checkpoints import save_checkpoint
+        from robustdigits.training import empty_metrics
+
+        ckpt = save_checkpoint(tmp_path / "tiny.pt", model_spec=ModelSpec("wong"), train_config=TrainConfig(),
+                               dataset=data.info, model=tiny, optimizer=None, metrics=empty_metrics(), epoch=1,
+                               step=150, complete=True)
+        out = tmp_path / "report"
+        result = CliRunner().invoke(main, ["autoattack", str(ckpt), "--data", "embedded", "--eps", "0.08",
+                                           "--attacks", "pgd,transfer", "--source", str(ckpt), "--images", "30",
+                                           "--pgd-steps", "3", "--pgd-restarts", "1", "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        report = json.loads((out / "autoattack.json").read_text())
+        tag = report["meta"]["config"]["source"]
+        assert tag.startswith("tiny-") and f"transfer from {tag} (%)" in (out / "autoattack.md").read_text()
+        [record] = report["records"]
+        assert record["robust_accuracy"]["transfer"] == record["robust_accuracy"]["pgd"]  # from itself
 
     @pytest.mark.parametrize("args, message", [
         (["--eps", "0.3,x"], "'0.3,x' is not a comma-separated list of numbers"),

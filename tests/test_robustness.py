@@ -356,6 +356,27 @@ def test_sanity_checks_flag_what_would_betray_a_broken_setting():
         "needed)" in problems
 
 
+def test_the_cells_of_a_model_follow_its_row_and_seed(small_data):
+    """PGD is the torch-native one at the configured steps and restarts; the adversarial rows
+    get the extra radii (PGD and AutoAttack); 'mixed' runs AutoAttack standard on seed 1 and
+    APGD-CE + APGD-T on the others."""
+    from robustdigits.studies.robustness import cell_specs
+
+    config = RobustnessConfig(autoattack=(0.1, 0.3), aa_version="mixed", square=(0.3,))
+    variant = {s: cell_specs(ModelRef("textbook", "", "h", {"seed": s}), small_data, config) for s in (1, 2)}
+    adversarial = cell_specs(ModelRef("adv-recipe", "", "h", {"seed": 1}), small_data, config)
+    pgd = variant[1]["pgd@0.1"]
+    assert (pgd.attack, pgd.params["steps"], pgd.params["restarts"], pgd.params["eps_step"]) == \
+        ("pgd-torch", 100, 5, pytest.approx(2.5 * 0.1 / 100))
+    assert sorted(r for r in variant[1] if "@" in r) == ["aa@0.1", "aa@0.3", "pgd@0.1", "pgd@0.2", "pgd@0.3"]
+    assert sorted(r for r in adversarial if "@" in r) == [
+        "aa@0.1", "aa@0.3", "aa@0.4", "aa@0.5", "pgd@0.1", "pgd@0.2", "pgd@0.3", "pgd@0.4", "pgd@0.5", "square@0.3"]
+    assert {variant[1]["aa@0.1"].params["version"], adversarial["aa@0.5"].params["version"]} == {"standard"}
+    assert variant[2]["aa@0.1"].params["version"] == "apgd"
+    assert config.all_eps() == (0.1, 0.2, 0.3, 0.4, 0.5)
+    assert RobustnessConfig(adversarial=()).all_eps() == (0.1, 0.2, 0.3)
+
+
 def test_every_model_falls_to_zero_somewhere_or_is_named():
     """The check that the attacks work: per row the smallest ε where every seed is at 0 %
     under the strongest attack run there (AutoAttack's worst case beats PGD's number)."""

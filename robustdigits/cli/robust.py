@@ -55,7 +55,10 @@ from .refs import check_model_ref, load_checkpoint_for, model_tag
 @click.option("--eps", default="0.3", show_default=True, help="Comma-separated L∞ radii in pixels, e.g. 0.1,0.2,0.3.")
 @click.option("--attacks", default="pgd,autoattack", show_default=True,
               help=f"Comma-separated: {', '.join(ROBUST_ATTACKS)} (apgd: APGD-CE + APGD-T only; square: the "
-                   "black-box Square attack alone).")
+                   "black-box Square attack alone; transfer: PGD crafted on --source).")
+@click.option("--source", "source_ref", default=None, metavar="MODEL",
+              help="The transfer attack's source, a naturally trained checkpoint or variant name  "
+                   "[default with transfer: textbook-momentum]")
 @click.option("--images", type=int, default=1000, show_default=True,
               help="Seeded random test images, stratified by digit.")
 @click.option("--sample-seed", type=int, default=0, show_default=True, help="Which random images.")
@@ -65,9 +68,9 @@ from .refs import check_model_ref, load_checkpoint_for, model_tag
 @output_options("Report folder  [default: reports/runs/<dataset>/autoattack-<model>-<settings hash>]")
 @data_options
 @handle_errors
-def autoattack(model_ref: str, eps: str, attacks: str, images: int, sample_seed: int, pgd_steps: int,
-               pgd_restarts: int, batch_size: int, out: Path | None, overwrite: bool, checkpoints: Path | None,
-               **common: Any) -> None:
+def autoattack(model_ref: str, eps: str, attacks: str, source_ref: str | None, images: int, sample_seed: int,
+               pgd_steps: int, pgd_restarts: int, batch_size: int, out: Path | None, overwrite: bool,
+               checkpoints: Path | None, **common: Any) -> None:
     """L∞ robust accuracy under AutoAttack (the authors' code) beside strong PGD.
 
     MODEL is a checkpoint file or a variant name. Robust means right clean and under
@@ -79,19 +82,27 @@ def autoattack(model_ref: str, eps: str, attacks: str, images: int, sample_seed:
     Examples:
       robustdigits autoattack robust.pt --eps 0.1,0.2,0.3,0.4
       robustdigits autoattack textbook-momentum --eps 0.1 --attacks pgd,apgd --images 200
+      robustdigits autoattack robust.pt --attacks pgd,transfer --source textbook-momentum
     """
+    chosen = tuple(a.strip() for a in attacks.split(","))
+    if "transfer" in chosen and source_ref is None:
+        source_ref = "textbook-momentum"
     with usage_errors():
-        config = RobustEvalConfig(eps=radii(eps, "--eps"), attacks=tuple(a.strip() for a in attacks.split(",")),
-                                  images=images, sample_seed=sample_seed, pgd_steps=pgd_steps,
-                                  pgd_restarts=pgd_restarts, batch_size=batch_size)
-    if any(a != "pgd" for a in config.attacks):
+        config = RobustEvalConfig(eps=radii(eps, "--eps"), attacks=chosen, images=images, sample_seed=sample_seed,
+                                  pgd_steps=pgd_steps, pgd_restarts=pgd_restarts, batch_size=batch_size,
+                                  source=model_tag(source_ref) if source_ref and "transfer" in chosen else "")
+    if any(a not in ("pgd", "transfer") for a in config.attacks):
         autoattack_class()  # a missing package is named before any data loads
     check_model_ref(model_ref, "MODEL")
+    if config.source:
+        check_model_ref(str(source_ref), "--source")
     if out is not None:
         check_writable_dir(out, "--out")
     data, device = setup(**common)
     checkpoints = checkpoints or default_checkpoints()
     ckpt = load_checkpoint_for(model_ref, data, checkpoints, device)
+    source = load_checkpoint_for(str(source_ref), data, checkpoints, device).build_model(device) \
+        if config.source else None
     tag = model_tag(model_ref)
     settings = {"command": "autoattack", "dataset": data.info.sha256, "model": tag, **config.to_dict()}
     if out is not None:
@@ -116,7 +127,7 @@ def autoattack(model_ref: str, eps: str, attacks: str, images: int, sample_seed:
             log_line(f"{attack} at ε = {radius:g} done")
 
         results = robust_evaluation(ckpt.build_model(device), pixels, labels, config, device=device,
-                                    state_dir=out / "state", progress=done)
+                                    state_dir=out / "state", progress=done, source=source)
     wall = time.perf_counter() - started
     machine = machine_info(device)
     paths = write_robust_report(results, config, model=model_info, dataset=dataclasses.asdict(data.info),

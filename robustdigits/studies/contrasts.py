@@ -79,9 +79,13 @@ def _values(record: dict[str, Any], path: str) -> list[float]:
 
 
 def report_measures(meta: dict[str, Any]) -> dict[str, str]:
+    """The measures contrasted: clean accuracy, PGD at each ε, and where AutoAttack ran, the
+    per-image worst case of AutoAttack and PGD at each of its radii (the headline)."""
     eps = meta["config"]["eps"]
     return {"clean accuracy": "clean_accuracy",
-            **{f"PGD ε = {e:g} robust accuracy": f"pgd_robust_accuracy/{e:g}" for e in eps}}
+            **{f"PGD ε = {e:g} robust accuracy": f"pgd_robust_accuracy/{e:g}" for e in eps},
+            **{f"worst case ε = {e:g} robust accuracy": f"worst_case/{e:g}"
+               for e in meta["config"].get("autoattack", ())}}
 
 
 def write_contrasts(report: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None = None) -> list[Path]:

@@ -13,7 +13,9 @@ Scoring (Carlini et al. 2019; Croce & Hein 2020):
 AutoAttack is PyPI ``pyautoattack`` (packaged from Croce & Hein's code; the optional extra
 ``robust``): ``standard`` is APGD-CE, APGD-T, FAB-T and Square, ``apgd`` the two APGD
 attacks alone (its cheaper first half), ``square`` the black-box Square attack alone
-(5,000 queries; masking shows as Square beating the gradient attacks). Everything runs
+(5,000 queries; masking shows as Square beating the gradient attacks). ``transfer`` is the
+same strong PGD crafted on another, naturally trained ``source`` model and shown to this one
+(masking shows as a transfer beating the white-box attacks). Everything runs
 torch-native on the model's device in batches. AutoAttack's own state file lets an
 interrupted evaluation resume after the last finished attack.
 """
@@ -30,13 +32,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..attacks.linf import pgd_correct, pgd_fooled_by_step
+from ..attacks.linf import pgd, pgd_correct, pgd_fooled_by_step
 from ..checks import check_int, check_number, unknown
 from ..data.pixels import PixelInput
 from ..errors import ConfigError
 from ..grid.runner import AUTOATTACK_INSTALL, build_autoattack, random_stratified
 
-ATTACKS = ("pgd", "autoattack", "apgd", "square")
+ATTACKS = ("pgd", "autoattack", "apgd", "square", "transfer")
 GAP_FLAG = 1.0  # points of PGD robust accuracy above AutoAttack's that flag a weak attack or masking
 INSTALL = AUTOATTACK_INSTALL
 
@@ -53,6 +55,7 @@ class RobustEvalConfig:
     pgd_restarts: int = 5
     attack_seed: int = 0  # AutoAttack's and PGD's random starts
     batch_size: int = 500
+    source: str = ""  # the transfer attack's source model (a tag), where ``transfer`` runs
 
     def __post_init__(self) -> None:
         if not self.eps:
@@ -70,6 +73,9 @@ class RobustEvalConfig:
         check_int("pgd_restarts", self.pgd_restarts, 1)
         check_int("attack_seed", self.attack_seed, 0)
         check_int("batch_size", self.batch_size, 1)
+        if "transfer" in self.attacks and not self.source:
+            raise ConfigError("the transfer attack needs a source model: pass --source MODEL (a naturally trained "
+                              "checkpoint or variant name, e.g. textbook-momentum)")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -115,11 +121,28 @@ class EpsResult:
     def flagged(self) -> bool:
         return self.gap is not None and self.gap > GAP_FLAG
 
+    @property
+    def masking(self) -> float | None:
+        """How far (points) the best black-box attack (Square, transfer) leaves robust
+        accuracy below the best white-box one (PGD, AutoAttack, APGD); None without both."""
+        white = [self.accuracy(a) for a in ("pgd", "autoattack", "apgd") if a in self.robust]
+        black = [self.accuracy(a) for a in ("square", "transfer") if a in self.robust]
+        return min(white) - min(black) if white and black else None
+
+    def check(self) -> str | None:
+        """The check column: a weak attack (the gap), masking (black-box beating white-box), ok."""
+        flags = (["weak attack or masking"] if self.flagged else []) + \
+            (["masking: a black-box attack beats the gradients"] if (self.masking or 0.0) > GAP_FLAG else [])
+        if flags:
+            return "; ".join(flags)
+        return "ok" if self.gap is not None or self.masking is not None else None
+
     def to_record(self) -> dict[str, Any]:
         return {"eps": self.eps, "clean_accuracy": 100.0 * float(self.clean.mean()),
                 "robust_accuracy": {a: self.accuracy(a) for a in self.robust},
                 "worst_case_accuracy": self.accuracy(), "pgd_minus_autoattack": self.gap,
-                "flagged": self.flagged, "seconds": self.seconds,
+                "flagged": self.flagged, "blackbox_below_whitebox": self.masking, "check": self.check(),
+                "seconds": self.seconds,
                 "robust_images": {a: np.flatnonzero(m).tolist() for a, m in self.robust.items()}}
 
 
@@ -130,11 +153,14 @@ def _predict(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor
 
 def robust_evaluation(net: nn.Module, pixels: torch.Tensor, labels: torch.Tensor, config: RobustEvalConfig, *,
                       device: torch.device, state_dir: Path | None = None,
-                      progress: Callable[[str, float], None] | None = None) -> list[EpsResult]:
+                      progress: Callable[[str, float], None] | None = None,
+                      source: nn.Module | None = None) -> list[EpsResult]:
     """Run ``config``'s attacks at each ε on ``pixels`` (N, 1, 28, 28) in [0, 1] against
     ``net`` (our models take normalized input; the normalization is put inside). ``progress``
     hears each (attack, ε) as it finishes. With ``state_dir``, AutoAttack keeps its state
-    there per (attack, ε), so a rerun resumes."""
+    there per (attack, ε), so a rerun resumes. ``source``: the transfer attack's model."""
+    if "transfer" in config.attacks and source is None:
+        raise ConfigError("the transfer attack needs its source model; pass source=")
     model = PixelInput(net).to(device).eval()
     x, y = pixels.to(device), labels.to(device)
     clean = (_predict(model, x, config.batch_size) == y).cpu().numpy()
@@ -145,6 +171,10 @@ def robust_evaluation(net: nn.Module, pixels: torch.Tensor, labels: torch.Tensor
             start = time.perf_counter()
             if attack == "pgd":
                 outcome.robust[attack] = clean & _pgd_correct(model, x, y, eps, config)
+            elif attack == "transfer":
+                assert source is not None
+                outcome.robust[attack] = clean & transfer_correct(PixelInput(source).to(device).eval(), model, x, y,
+                                                                  eps, config)
             else:
                 state = state_dir / f"{attack}-eps{eps:g}.state" if state_dir is not None else None
                 outcome.robust[attack] = clean & _autoattack_correct(model, x, y, eps, attack, config, device, state)
@@ -161,6 +191,21 @@ def _pgd_correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
         torch.manual_seed(config.attack_seed)
         return pgd_correct(model, x, y, eps, steps=config.pgd_steps, restarts=config.pgd_restarts,
                            batch_size=config.batch_size).cpu().numpy()
+
+
+def transfer_correct(source: nn.Module, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
+                     config: RobustEvalConfig) -> np.ndarray:
+    """(N,) bool: ``model`` still right on PGD examples crafted against ``source`` (the
+    same steps, restarts and seed as the white-box PGD)."""
+    right = []
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.attack_seed)
+        for i in range(0, len(x), config.batch_size):
+            xb, yb = x[i:i + config.batch_size], y[i:i + config.batch_size]
+            adv = pgd(source, xb, yb, eps, steps=config.pgd_steps, restarts=config.pgd_restarts)
+            with torch.no_grad():
+                right.append(model(adv).argmax(1) == yb)
+    return torch.cat(right).cpu().numpy()
 
 
 def _autoattack_correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, attack: str,
@@ -180,15 +225,15 @@ def summary_rows(results: Sequence[EpsResult], attacks: Sequence[str]) -> list[l
     rows = []
     for r in results:
         gap = r.gap
-        rows.append([r.eps, 100.0 * float(r.clean.mean()),
-                     *[r.accuracy(a) for a in attacks], r.accuracy(),
-                     gap, ("weak attack or masking" if r.flagged else "ok") if gap is not None else None])
+        rows.append([r.eps, 100.0 * float(r.clean.mean()), *[r.accuracy(a) for a in attacks], r.accuracy(), gap,
+                     r.check()])
     return rows
 
 
 def columns(attacks: Sequence[str], config: RobustEvalConfig) -> list[str]:
     names = {"pgd": f"PGD-{config.pgd_steps}×{config.pgd_restarts} (%)", "autoattack": "AutoAttack standard (%)",
-             "apgd": "APGD-CE + APGD-T (%)", "square": "Square 5,000 queries (%)"}
+             "apgd": "APGD-CE + APGD-T (%)", "square": "Square 5,000 queries (%)",
+             "transfer": f"transfer from {config.source} (%)"}
     return ["ε", "clean (%)", *[names[a] for a in attacks], "worst case (%)", "PGD − AA (points)", "check"]
 
 
@@ -219,6 +264,9 @@ def write_robust_report(results: Sequence[EpsResult], config: RobustEvalConfig, 
         f"{config.pgd_steps} steps × {config.pgd_restarts} random restarts (step 2.5 ε / steps); AutoAttack is "
         "the authors' code (PyPI pyautoattack 0.2.0). A PGD − AutoAttack gap above "
         f"{GAP_FLAG:g} point is flagged: the weaker attack did not converge, or gradients are masked.",
+        *([f"Transfer: the same PGD crafted on {config.source} (trained naturally) and shown to this model; it "
+           "needs no gradient of this model, so a transfer beating the white-box attacks flags masking."]
+          if "transfer" in attacks else []),
         f"Machine: {machine_text}; {wall_seconds / 60:.1f} min in all.",
     ]
     if any(r.eps == 0.3 for r in results):
