@@ -178,6 +178,21 @@ class TestCommand:
         [record] = report["records"]
         assert record["robust_accuracy"]["transfer"] == record["robust_accuracy"]["pgd"]  # from itself
 
+    def test_the_report_says_how_the_model_was_trained(self):
+        """A study row's checkpoint records its adversarial training in its metrics: never 'trained naturally'."""
+        from types import SimpleNamespace
+
+        from robustdigits.cli.robust import describe_training
+
+        def ckpt(metrics):
+            return SimpleNamespace(model_spec=ModelSpec("textbook"), train_config=TrainConfig(), adversarial=None,
+                                   step=2814, metrics=metrics)
+
+        assert describe_training(ckpt({"adversarial_training": ["PGD adversarial training (ε = 0.3)"]})) == (
+            "textbook, adversarially trained by the robustness study: PGD adversarial training (ε = 0.3) (2,814 SGD "
+            "steps, lr 0.01, momentum 0.5)")
+        assert describe_training(ckpt({})).startswith("textbook, trained naturally (2,814 SGD steps")
+
     @pytest.mark.parametrize("args, message", [
         (["--eps", "0.3,x"], "'0.3,x' is not a comma-separated list of numbers"),
         (["--eps", "1.5"], "eps must be in (0.0, 1.0], got 1.5"),

@@ -147,8 +147,12 @@ def describe_training(ckpt: Any) -> str:
     spec, config = ckpt.model_spec, ckpt.train_config
     net = spec.name + (f" {spec.kwargs}" if spec.kwargs else "")
     adv = (ckpt.adversarial or {}).get("config")
+    optimizer = f"{ckpt.step:,} SGD steps, lr {config.lr:g}, momentum {config.momentum:g}"
+    row = ckpt.metrics.get("adversarial_training")  # the robustness study's adversarially trained rows
+    if adv is None and row:
+        return f"{net}, adversarially trained by the robustness study: {row[0]} ({optimizer})"
     if adv is None:
-        return f"{net}, trained naturally ({ckpt.step:,} SGD steps, lr {config.lr:g}, momentum {config.momentum:g})"
+        return f"{net}, trained naturally ({optimizer})"
     return (f"{net}, adversarially trained with {adv['method']} at ε = {adv['eps']:g} ({ckpt.step:,} steps of "
             f"batch {config.batch_size}, {adv['optimizer']} at peak lr {config.lr:g}, {adv['schedule']} schedule; "
             f"kept epoch {ckpt.adversarial.get('best_epoch')} by held-out PGD)")
