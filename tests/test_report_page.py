@@ -108,3 +108,15 @@ def test_an_empty_folder_of_runs_says_it_found_nothing(tmp_path, monkeypatch):
     result = CliRunner().invoke(main, ["report", "--reports", "reports/runs"])
     assert result.exit_code == 0 and "found no report under" in result.output
     assert json.dumps("not run yet")[1:-1] in (tmp_path / "reports" / "runs" / "index.html").read_text()
+
+
+def test_a_markdown_table_in_a_note_is_drawn_as_a_table_and_escaped():
+    from robustdigits.report.page import note_html
+
+    note = ("Published anchors at ε = 0.3 (<their README>):\n\n| model | robust (%) |\n|---|---|\n"
+            "| TRADES | 92.81 |\n| ours <b> | 91.10 |")
+    assert note_html(note) == (
+        '<p class="note">Published anchors at ε = 0.3 (&lt;their README&gt;):</p>'
+        '<table class="note"><thead><tr><th scope="col">model</th><th scope="col">robust (%)</th></tr></thead>'
+        "<tbody><tr><td>TRADES</td><td>92.81</td></tr><tr><td>ours &lt;b&gt;</td><td>91.10</td></tr></tbody></table>")
+    assert note_html("one paragraph | with a bar") == '<p class="note">one paragraph | with a bar</p>'

@@ -168,15 +168,18 @@ class TestCommand:
                                dataset=data.info, model=tiny, optimizer=None, metrics=empty_metrics(), epoch=1,
                                step=150, complete=True)
         out = tmp_path / "report"
-        result = CliRunner().invoke(main, ["autoattack", str(ckpt), "--data", "embedded", "--eps", "0.08",
+        result = CliRunner().invoke(main, ["autoattack", str(ckpt), "--data", "embedded", "--eps", "0.08,0.3",
                                            "--attacks", "pgd,transfer", "--source", str(ckpt), "--images", "30",
                                            "--pgd-steps", "3", "--pgd-restarts", "1", "--out", str(out)])
         assert result.exit_code == 0, result.output
         report = json.loads((out / "autoattack.json").read_text())
         tag = report["meta"]["config"]["source"]
         assert tag.startswith("tiny-") and f"transfer from {tag} (%)" in (out / "autoattack.md").read_text()
-        [record] = report["records"]
+        record = report["records"][0]
         assert record["robust_accuracy"]["transfer"] == record["robust_accuracy"]["pgd"]  # from itself
+        text = " ".join((out / "autoattack.md").read_text().split())
+        row = "; the worst case of pgd, transfer: not AutoAttack, an upper bound) |"
+        assert "| this model (tiny-" in text and row in text  # beside the anchors, never an empty AutoAttack cell
 
     def test_the_report_says_how_the_model_was_trained(self):
         """A study row's checkpoint records its adversarial training in its metrics: never 'trained naturally'."""

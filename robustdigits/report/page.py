@@ -111,7 +111,22 @@ def _table(report: dict[str, Any], table_id: str, keep: Sequence[str] | None = N
 
 
 def _notes(report: dict[str, Any]) -> str:
-    return "".join(f"<p class=\"note\">{html.escape(str(n))}</p>" for n in report["table"].get("notes", []))
+    return "".join(note_html(str(n)) for n in report["table"].get("notes", []))
+
+
+def note_html(note: str) -> str:
+    """A report's note: its paragraphs, and a markdown table in it (the anchors) as a table."""
+    parts = []
+    for block in note.split("\n\n"):
+        lines = [line.strip() for line in block.strip().splitlines()]
+        if len(lines) >= 2 and all(line.startswith("|") for line in lines):
+            cells = [[html.escape(c.strip()) for c in line.strip("|").split("|")] for line in lines]
+            head = "".join(f"<th scope=\"col\">{c}</th>" for c in cells[0])
+            body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in cells[2:])
+            parts.append(f"<table class=\"note\"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+        elif block.strip():
+            parts.append(f"<p class=\"note\">{html.escape(block.strip())}</p>")
+    return "".join(parts)
 
 
 def _img(src: Path, root: Path, alt: str, cls: str = "") -> str:

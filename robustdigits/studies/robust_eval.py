@@ -271,9 +271,10 @@ def write_robust_report(results: Sequence[EpsResult], config: RobustEvalConfig, 
     ]
     if any(r.eps == 0.3 for r in results):
         anchors = [[name, value] for name, value in ANCHORS]
-        anchors.append([f"this model ({model['name']})",
-                        next(r.accuracy("autoattack") for r in results if r.eps == 0.3)
-                        if "autoattack" in attacks else None])
+        at = next(r for r in results if r.eps == 0.3)
+        anchors.append([f"this model ({model['name']})", at.accuracy("autoattack")] if "autoattack" in attacks else
+                       [f"this model ({model['name']}; the worst case of {', '.join(attacks)}: not AutoAttack, an "
+                        "upper bound)", at.accuracy()])
         notes.append("Published anchors at ε = 0.3 (AutoAttack standard, their own test images; "
                      f"{ANCHORS_SOURCE}):\n\n" + markdown_table(["model", "AutoAttack robust accuracy (%)"], anchors))
     flagged = [r.eps for r in results if r.flagged]
