@@ -69,3 +69,18 @@ def test_figures_redraws_a_report_from_its_json_with_the_legend_outside(tmp_path
     bad.write_text('{"records": []}')
     result = CliRunner().invoke(main, ["figures", str(bad), "--out", str(tmp_path)])
     assert result.exit_code == 1 and result.output.startswith(f"Error: {bad} is not a readable robustness report")
+
+
+def test_the_linf_curve_is_the_worst_case_where_autoattack_ran(tmp_path, monkeypatch):
+    from robustdigits.studies import robustness_figures as figures
+
+    drawn = {}
+    monkeypatch.setattr(figures, "plot_bands", lambda x, curves, path, **kw: drawn.update(
+        {path.name: (tuple(x), curves, kw["title"])}) or path)
+    record = {"model": "textbook", "clean_accuracy": [98.0], "l2_curve": [[98.0, 50.0]],
+              "pgd_robust_accuracy": {"0.1": [62.0], "0.2": [4.0]}, "worst_case": {"0.1": [60.5]}}
+    figures.robustness_figures([record], (0.1, 0.2), (0.0, 1.0), 100, 1000, tmp_path, autoattack=(0.1,))
+    assert drawn["robustness_linf.png"] == ((0.0, 0.1), {"textbook": [[98.0, 60.5]]},
+                                            "AutoAttack and PGD, per-image worst case (1,000 images per seed)")
+    figures.robustness_figures([record], (0.1, 0.2), (0.0, 1.0), 100, 1000, tmp_path)
+    assert drawn["robustness_linf.png"][:2] == ((0.0, 0.1, 0.2), {"textbook": [[98.0, 62.0, 4.0]]})

@@ -633,7 +633,7 @@ def write_robustness_report(rows: Sequence[RowResult], config: RobustnessConfig,
     if config.seeds > 1:
         paths += write_contrasts(paths[2])  # the factors' effects, paired over seeds
     return paths + robustness_figures(records, config.eps, config.l2_budgets, min(config.n_slow, n), n,
-                                      out_dir), problems
+                                      out_dir, config.autoattack), problems
 
 
 def redraw_figures(report: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None = None) -> list[Path]:
@@ -649,7 +649,7 @@ def redraw_figures(report: str | os.PathLike[str], out_dir: str | os.PathLike[st
         raise DataError(f"{path} is not a readable robustness report ({type(e).__name__}: {e}); pass the "
                         "robustness.json that 'robustdigits robustness' wrote") from e
     return robustness_figures(records, config.eps, config.l2_budgets, min(config.n_slow, n), n,
-                              out_dir if out_dir is not None else path.parent)
+                              out_dir if out_dir is not None else path.parent, config.autoattack)
 
 
 def run_robustness(models: Sequence[ModelRef], data: MNISTData, config: RobustnessConfig, store: CellStore, *,

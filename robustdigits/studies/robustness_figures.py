@@ -30,19 +30,24 @@ def row_style(row: str) -> dict[str, Any]:
 
 
 def robustness_figures(records: Sequence[dict[str, Any]], eps: Sequence[float], l2_budgets: Sequence[float],
-                       n_slow: int, n: int, out_dir: str | os.PathLike[str]) -> list[Path]:
+                       n_slow: int, n: int, out_dir: str | os.PathLike[str],
+                       autoattack: Sequence[float] = ()) -> list[Path]:
     """``robustness_l2.png`` and ``robustness_linf.png`` from a report's records alone (so a
-    committed report's figures can be redrawn without running an attack): PGD at ``eps`` on
-    ``n`` images per seed, minimum-norm L2 at ``l2_budgets`` on ``n_slow``."""
+    committed report's figures can be redrawn without running an attack): the L∞ curve is the
+    per-image worst case of AutoAttack and PGD at the radii ``autoattack`` where AutoAttack
+    ran, else PGD at ``eps``, on ``n`` images per seed; minimum-norm L2 at ``l2_budgets`` on
+    ``n_slow``."""
     styles = {r["model"]: row_style(r["model"]) for r in records}
     l2 = {r["model"]: r["l2_curve"] for r in records}
-    linf = {r["model"]: [[c] + [r["pgd_robust_accuracy"][f"{e:g}"][k] for e in eps]
+    key, radii, what = ("worst_case", autoattack, "AutoAttack and PGD, per-image worst case") if autoattack else \
+        ("pgd_robust_accuracy", eps, "PGD")
+    linf = {r["model"]: [[c] + [r[key][f"{e:g}"][k] for e in radii]
                          for k, c in enumerate(r["clean_accuracy"])] for r in records}
     return [
         plot_bands(l2_budgets, l2, Path(out_dir) / "robustness_l2.png",
                    title=f"Minimum-norm robustness ({n_slow} images per seed)",
                    xlabel="L2 budget (pixels)", ylabel="robust accuracy (%)", styles=styles),
-        plot_bands((0.0, *eps), linf, Path(out_dir) / "robustness_linf.png",
-                   title=f"PGD robustness ({n:,} images per seed)", xlabel="ε (L∞, pixels)",
+        plot_bands((0.0, *radii), linf, Path(out_dir) / "robustness_linf.png",
+                   title=f"{what} ({n:,} images per seed)", xlabel="ε (L∞, pixels)",
                    ylabel="robust accuracy (%)", styles=styles),
     ]
