@@ -315,7 +315,8 @@ def robustness(variants: str, seeds: int, n: int, n_slow: int, adversarial: str,
                                "per_attack": cell_seconds(all_cells)}
     paths, problems = write_robustness_report(results, config, data, out, device, seconds=seconds,
                                               settings=settings)
-    render(f"Robustness on the first {min(n, data.info.n_test):,} {data.info.name} test images",
+    render(f"Robustness on {'the first' if sample == 'first' else 'a seeded random'} {min(n, data.info.n_test):,} "
+           f"{data.info.name} test images",
            ROBUSTNESS_COLUMNS(config), robustness_rows(results, config))
     for problem in problems:
         err_console.print(f"[red]sanity check: {problem}[/]")
