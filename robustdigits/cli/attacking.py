@@ -221,7 +221,7 @@ def announce_rows(rows: Sequence[str], data: MNISTData, checkpoints: Path, confi
 @click.option("--seeds", type=click.IntRange(min=1, max=1000), default=3, show_default=True,
               help="The ablation's seeds 1..N of each variant (trained first where missing).")
 @click.option("--n", type=click.IntRange(min=1), default=1000, show_default=True,
-              help="Attack the first N test images.")
+              help="Attack N test images: the first N, or a seeded random N with --sample random.")
 @click.option("--n-slow", type=click.IntRange(min=1), default=100, show_default=True,
               help="The minimum-norm attacks (C&W, DeepFool, and FMN, DDN with --min-norm converged) on a "
                    "stratified subset of this many.")
