@@ -375,6 +375,11 @@ def test_the_cells_of_a_model_follow_its_row_and_seed(small_data):
     assert variant[2]["aa@0.1"].params["version"] == "apgd"
     assert config.all_eps() == (0.1, 0.2, 0.3, 0.4, 0.5)
     assert RobustnessConfig(adversarial=()).all_eps() == (0.1, 0.2, 0.3)
+    from robustdigits.studies.robustness_grid import robustness_cell_count  # the progress bar's totals, by kind
+
+    assert [robustness_cell_count(small_data, config, row, 1, "autoattack") for row in ("textbook", "adv-recipe")] == \
+        [2, 5]  # AutoAttack's cells (and Square's, AutoAttack's code) get their own pace in the time left
+    assert robustness_cell_count(small_data, config, "adv-recipe", 1, "attack") == len(adversarial) - 5
 
 
 def test_every_model_falls_to_zero_somewhere_or_is_named():

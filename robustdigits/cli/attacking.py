@@ -301,16 +301,19 @@ def robustness(variants: str, seeds: int, n: int, n_slow: int, adversarial: str,
     announce_rows(rows, data, checkpoints, config)
     store = CellStore(cells)
     trains = len(chosen) * seeds + len(rows)
-    attacks = sum(robustness_cell_count(data, config, v.name) * seeds for v in chosen) + \
-        sum(robustness_cell_count(data, config, row) for row in rows)
-    tally = Tally({"train": trains, "attack": attacks}, slots=jobs)
-    spent = {"train": 0.0, "attack": 0.0}
+    totals = {"train": trains}
+    for kind in ("attack", "autoattack"):  # AutoAttack's cells, far slower, get their own pace
+        totals[kind] = sum(robustness_cell_count(data, config, v.name, seed, kind) for v in chosen
+                           for seed in range(1, seeds + 1)) + \
+            sum(robustness_cell_count(data, config, row, 1, kind) for row in rows)
+    tally = Tally({k: v for k, v in totals.items() if v}, slots=jobs)
+    spent = {"train": 0.0, "attack": 0.0, "autoattack": 0.0}
     with make_progress() as progress:
         done = grid_progress(progress, tally, f"robustness: {tally.total} cells", spent)
         results, all_cells = run_study(chosen, data, config, store, checkpoints=checkpoints, device=device,
                                             executor=executor, jobs=jobs, address=address, fresh=fresh, done=done,
                                             progress=step_bars(progress))
-    seconds: dict[str, Any] = {"training_cells": spent["train"], "attack_cells": spent["attack"],
+    seconds: dict[str, Any] = {"training_cells": spent["train"], "attack_cells": spent["attack"] + spent["autoattack"],
                                "total": time.perf_counter() - started, "jobs": jobs, "executor": executor,
                                "per_attack": cell_seconds(all_cells)}
     paths, problems = write_robustness_report(results, config, data, out, device, seconds=seconds,
