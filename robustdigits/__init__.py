@@ -8,8 +8,10 @@ Module map, by layer; imports only point down (``tests/test_layering.py`` keeps 
   ``load_variant``, ``make_classifier``), importable from ``robustdigits`` itself.
 - ``studies/`` and ``web/`` — the workflows: ``ablation`` (the study's nine variants),
   ``experiment`` (the study's attack experiment), ``bench`` (our attack beside ART's),
-  ``robustness``, ``robustness_grid``, ``robustness_figures`` and ``adversarial``
-  (robustness of the variants, adversarially trained rows); ``web.demo`` (the draw-a-digit page's server).
+  ``robustness`` (its cells and measures), ``robustness_grid`` (as one grid),
+  ``robustness_report`` and ``robustness_figures`` (its report), ``adversarial`` (the
+  adversarially trained rows), ``robust_eval`` (one model under AutoAttack, PGD, Square, a
+  transfer), ``contrasts`` (paired over seeds); ``web.demo`` (the draw-a-digit page's server).
 - ``grid/`` — cells: ``cells`` (a cell's settings, hash and per-sample results, stored
   atomically), ``runner`` (running cells locally or on Ray; AutoAttack's adapter),
   ``minimum_norm`` (adv-lib's FMN, DDN and C&W as cells), ``executor`` and ``train_cells``.

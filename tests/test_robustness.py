@@ -24,13 +24,12 @@ from robustdigits.studies.robustness import (
     ModelMeasures,
     RobustnessConfig,
     columns,
-    l2_curve,
     min_l2,
     run_robustness,
     sanity_checks,
     table_rows,
-    write_robustness_report,
 )
+from robustdigits.studies.robustness_report import l2_curve, write_robustness_report
 from robustdigits.training import train
 
 CPU = torch.device("cpu")
@@ -285,7 +284,8 @@ class TestConvergedMinimumNorm:
                                                                                            fitted):
         pytest.importorskip("adv_lib", reason="the minnorm extra is not installed "
                                               "(PIP_CONSTRAINT=.ci/build-constraints.txt pip install -e '.[minnorm]')")
-        from robustdigits.studies.robustness import MIN_NORM_ROLES, min_norm_columns
+        from robustdigits.studies.robustness import MIN_NORM_ROLES
+        from robustdigits.studies.robustness_report import min_norm_columns
 
         store = CellStore(tmp_path / "cells")
         quick = dataclasses.replace(self.CONFIG, min_norm="quick")
@@ -385,7 +385,8 @@ def test_the_cells_of_a_model_follow_its_row_and_seed(small_data):
 def test_every_model_falls_to_zero_somewhere_or_is_named():
     """The check that the attacks work: per row the smallest ε where every seed is at 0 %
     under the strongest attack run there (AutoAttack's worst case beats PGD's number)."""
-    from robustdigits.studies.robustness import RowResult, zero_note, zero_radius
+    from robustdigits.studies.robustness import RowResult, zero_radius
+    from robustdigits.studies.robustness_report import zero_note
 
     natural = RowResult("textbook", "t", [1, 2], [
         ModelMeasures(98.0, {0.1: 60.0, 0.2: 1.0, 0.3: 0.0}, 90.0, None, np.zeros(1), {}),

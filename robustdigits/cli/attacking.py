@@ -25,17 +25,11 @@ from ..studies.bench import table_rows as bench_rows
 from ..studies.experiment import COLUMNS as ATTACK_COLUMNS
 from ..studies.experiment import AttackConfig, run_experiment, write_experiment_report
 from ..studies.experiment import table_rows as attack_rows
-from ..studies.robustness import (
-    AA_VERSIONS,
-    MIN_NORM,
-    SAMPLES,
-    RobustnessConfig,
-    cell_seconds,
-    write_robustness_report,
-)
+from ..studies.robustness import AA_VERSIONS, MIN_NORM, SAMPLES, RobustnessConfig
 from ..studies.robustness import columns as ROBUSTNESS_COLUMNS
 from ..studies.robustness import table_rows as robustness_rows
 from ..studies.robustness_grid import robustness_cell_count, run_study
+from ..studies.robustness_report import cell_seconds, write_robustness_report
 from ..targets import TARGET_MODES
 from ..variants import VARIANTS, get_variant, variant_names
 from .app import (

@@ -29,7 +29,7 @@ from ..studies.robust_eval import (
 )
 from ..studies.robust_eval import columns as robust_columns
 from ..studies.robust_eval import summary_rows as robust_rows
-from ..studies.robustness import redraw_figures
+from ..studies.robustness_report import redraw_figures
 from .app import (
     CONTEXT,
     RUNS,
