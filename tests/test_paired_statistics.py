@@ -78,3 +78,25 @@ class TestContrasts:
         assert result.exit_code == 1
         assert "is not a readable robustness report" in result.output
         assert not (tmp_path / "robustness_contrasts.md").exists()
+
+
+class TestTheReviewsRunSoFar:
+    """reports/robust/review-natural/: what the review's run finished (2026-12-04), the nine
+    variants' five seeds under PGD 100 × 5 on a seeded random 1,000 images, without AutoAttack."""
+
+    REPORT = ROOT / "reports" / "robust" / "review-natural" / "robustness.json"
+
+    def test_it_was_made_with_the_reviews_settings_but_autoattack(self):
+        config = json.loads(self.REPORT.read_text())["meta"]["config"]
+        assert (config["seeds"], config["n"], config["sample"]) == (5, 1000, "random")
+        assert (config["pgd_steps"], config["pgd_restarts"], config["min_norm"]) == (100, 5, "converged")
+        assert (config["autoattack"], config["adversarial"]) == ([], [])
+
+    def test_its_momentum_contrasts_are_the_ones_the_readme_quotes(self):
+        payload = json.loads(self.REPORT.read_text())
+        rows = contrast_rows(payload["records"], report_measures(payload["meta"]))
+        momentum = [r for r in rows if r[0] == "momentum" and r[3] == "PGD ε = 0.1 robust accuracy"]
+        assert [round(r[5], 1) for r in momentum] == [0.6, 1.7, 3.8]
+        assert sum(int(r[8].split(" of ")[0]) for r in momentum) == 13
+        readme = (ROOT / "README.md").read_text()
+        assert "+0.6 (−1.9 to +3.1)" in readme and "+3.8 (+2.0 to +5.6)" in readme
