@@ -17,6 +17,12 @@ from robustdigits.studies.contrasts import contrast_rows, one_factor_contrasts, 
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _momentum_at_pgd_01(payload: dict) -> list[list]:
+    """A robustness report's momentum contrasts of PGD ε = 0.1 robust accuracy."""
+    rows = contrast_rows(payload["records"], report_measures(payload["meta"]))
+    return [r for r in rows if r[0] == "momentum" and r[3] == "PGD ε = 0.1 robust accuracy"]
+
+
 class TestPairedDifference:
     def test_recovers_a_known_effect_on_synthetic_seeds(self):
         seed_effect = np.random.default_rng(0).normal(0, 5, 8)  # seeds differ a lot; the pairing removes it
@@ -59,8 +65,7 @@ class TestContrasts:
         """The paired re-analysis of the committed report (reproduced 2026-12-03 under the grid, with the
         clean-correct rule): +0.9, +1.9 and +4.0 points at PGD ε = 0.1; 8 of 9 seed pairs favour momentum."""
         payload = json.loads((ROOT / "reports" / "robustness.json").read_text())
-        rows = contrast_rows(payload["records"], report_measures(payload["meta"]))
-        momentum = [r for r in rows if r[0] == "momentum" and r[3] == "PGD ε = 0.1 robust accuracy"]
+        momentum = _momentum_at_pgd_01(payload)
         assert [round(r[5], 1) for r in momentum] == [0.9, 1.9, 4.0]
         assert sum(int(r[8].split(" of ")[0]) for r in momentum) == 8
 
@@ -94,8 +99,7 @@ class TestTheReviewsRunSoFar:
 
     def test_its_momentum_contrasts_are_the_ones_the_readme_quotes(self):
         payload = json.loads(self.REPORT.read_text())
-        rows = contrast_rows(payload["records"], report_measures(payload["meta"]))
-        momentum = [r for r in rows if r[0] == "momentum" and r[3] == "PGD ε = 0.1 robust accuracy"]
+        momentum = _momentum_at_pgd_01(payload)
         assert [round(r[5], 1) for r in momentum] == [0.6, 1.7, 3.8]
         assert sum(int(r[8].split(" of ")[0]) for r in momentum) == 13
         readme = (ROOT / "README.md").read_text()
