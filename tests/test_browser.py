@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from robustdigits.report.page import write_index
+from robustdigits.report.page import find_reports, write_index
 from robustdigits.report.tables import fmt
 from robustdigits.web.demo import Demo
 from robustdigits.web.server import MAX_BODY, make_server
@@ -62,18 +62,24 @@ def test_the_report_shows_every_section_every_image_and_the_jsons_numbers(page, 
         assert page.locator(f"section#{section} h2").count() == 1, section
     images = page.eval_on_selector_all("img", "imgs => imgs.map(i => [i.getAttribute('src'), i.naturalWidth])")
     assert len(images) >= 20 and all(width > 0 for _, width in images), [s for s, w in images if not w]
-    tables = {"table-ablation-mnist": "mnist/ablation.json", "table-ablation-embedded": "embedded/ablation.json",
-              "table-bench": "mnist/bench.json", "table-attack": "mnist/attack/textbook-momentum/results.json"}
+    # every table names the JSON it shows; each committed report is on the page once, cell for cell
+    shown_tables = page.eval_on_selector_all("table[data-source]", """ts => ts.map(t => [t.dataset.source,
+        Array.from(t.querySelectorAll('tbody tr')).map(r => Array.from(r.cells).map(c => [c.textContent,
+        c.dataset.value]))])""")
+    sources = [source for source, _ in shown_tables]
+    assert len(sources) == len(set(sources)), sources
+    assert set(sources) == {f.path.relative_to(report_copy).as_posix() for f in find_reports(report_copy)}
+    for must in ("mnist/ablation.json", "embedded/ablation.json", "mnist/bench.json",
+                 "mnist/attack/textbook-momentum/results.json"):
+        assert must in sources, must
     if (report_copy / "robustness.json").is_file():
-        tables["table-robustness"] = "robustness.json"
-    for table_id, source in tables.items():
+        assert "robustness.json" in sources
+    for source, shown in shown_tables:
         expected = json.loads((report_copy / source).read_text())["table"]["rows"]
-        shown = page.eval_on_selector_all(f"#{table_id} tbody tr", """rows => rows.map(r =>
-            Array.from(r.cells).map(c => [c.textContent, c.dataset.value]))""")
-        assert len(shown) == len(expected), table_id
+        assert len(shown) == len(expected), source
         for row_shown, row_json in zip(shown, expected):
-            assert [text for text, _ in row_shown] == [fmt(v) for v in row_json], table_id
-            assert [value for _, value in row_shown] == ["" if v is None else str(v) for v in row_json]
+            assert [text for text, _ in row_shown] == [fmt(v) for v in row_json], source
+            assert [value for _, value in row_shown] == ["" if v is None else str(v) for v in row_json], source
 
 
 def test_report_tables_sort_by_a_clicked_column(page, report_copy):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import html
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,23 +90,24 @@ def find_reports(root: str | os.PathLike[str]) -> list[Found]:
     return found
 
 
-def _table(report: dict[str, Any], table_id: str, keep: Sequence[str] | None = None) -> str:
+def _table(found: Found, root: Path, table_id: str) -> str:
     """A sortable table of a report: visible text as the Markdown shows it, the raw value
-    in ``data-value`` (what the browser test compares with the JSON)."""
-    t = report["table"]
+    in ``data-value``, and the JSON it came from in ``data-source`` (relative to the page:
+    what the browser test compares each table with)."""
+    t = found.report["table"]
+    source = os.path.relpath(found.path, root).replace(os.sep, "/")
     columns: list[str] = t["columns"]
-    chosen = [columns.index(c) for c in keep] if keep else list(range(len(columns)))
-    head = "".join(f'<th scope="col" title="sort">{html.escape(str(columns[i]))}</th>' for i in chosen)
+    head = "".join(f'<th scope="col" title="sort">{html.escape(str(c))}</th>' for c in columns)
     body = []
     for row in t["rows"]:
         cells = []
-        for i in chosen:
-            value = row[i]
+        for value in row:
             raw = "" if value is None else html.escape(str(value), quote=True)
             cls = ' class="num"' if isinstance(value, (int, float)) and not isinstance(value, bool) else ""
             cells.append(f'<td data-value="{raw}"{cls}>{html.escape(fmt(value))}</td>')
         body.append("<tr>" + "".join(cells) + "</tr>")
-    return (f'<div class="scroll"><table id="{table_id}" class="sortable"><thead><tr>{head}</tr></thead>'
+    return (f'<div class="scroll"><table id="{table_id}" class="sortable" '
+            f'data-source="{html.escape(source, quote=True)}"><thead><tr>{head}</tr></thead>'
             f'<tbody>{"".join(body)}</tbody></table></div>')
 
 
@@ -188,7 +189,7 @@ def _ablation(root: Path, dataset: str, reports: list[Found], runs: bool) -> Sec
         curves = sorted(found.path.parent.glob("loss_*.png"))
         gallery = "".join(f"<figure>{_img(p, root, p.stem, 'thumb')}<figcaption>{html.escape(p.stem[5:])}"
                           "</figcaption></figure>" for p in curves)
-        return _table(found.report, table_id) + \
+        return _table(found, root, table_id) + \
             (f"<h3>Loss curves (seed 1)</h3><div class=\"grid\">{gallery}</div>" if curves else "")
 
     def summary(found: list[Found]) -> str:
@@ -209,7 +210,7 @@ def _attack(root: Path, reports: list[Found], runs: bool) -> Section:
         gallery = found.path.parent / "gallery.png"
         figure = (f"<figure>{_img(gallery, root, 'attack gallery', 'wide')}<figcaption>reference | adversarial | "
                   "difference, per digit</figcaption></figure>") if gallery.is_file() else ""
-        return figure + _table(found.report, table_id)
+        return figure + _table(found, root, table_id)
 
     def summary(found: list[Found]) -> str:
         return successes(found[0]) if len(found) == 1 else \
@@ -226,7 +227,7 @@ def _figures(paths: list[Path], root: Path) -> str:
 
 def _bench(root: Path, reports: list[Found], runs: bool) -> Section:
     def body(found: Found, table_id: str) -> str:
-        return _table(found.report, table_id) + _figures(sorted(found.path.parent.glob("bench_*_sweep.png")), root)
+        return _table(found, root, table_id) + _figures(sorted(found.path.parent.glob("bench_*_sweep.png")), root)
 
     def summary(found: list[Found]) -> str:
         return f"{len(found[0].report['table']['rows'])} model × attack rows ({found[0].dataset})" + \
@@ -239,7 +240,7 @@ def _bench(root: Path, reports: list[Found], runs: bool) -> Section:
 def _robustness(root: Path, reports: list[Found], runs: bool) -> Section:
     def body(found: Found, table_id: str) -> str:
         folder = found.path.parent
-        return _table(found.report, table_id) + _figures(
+        return _table(found, root, table_id) + _figures(
             [folder / n for n in ("robustness_l2.png", "robustness_linf.png") if (folder / n).is_file()], root)
 
     def summary(found: list[Found]) -> str:
@@ -254,7 +255,7 @@ def _robustness(root: Path, reports: list[Found], runs: bool) -> Section:
 
 def _autoattack(root: Path, reports: list[Found], runs: bool) -> Section:
     def body(found: Found, table_id: str) -> str:
-        return _table(found.report, table_id) + _figures(sorted(found.path.parent.glob("loss_*.png")), root)
+        return _table(found, root, table_id) + _figures(sorted(found.path.parent.glob("loss_*.png")), root)
 
     def headline(found: Found) -> str:
         for record in found.report.get("records", []):
