@@ -93,6 +93,18 @@ class TestAutoAttack:
         assert r.accuracy("autoattack") <= r.accuracy("pgd")
         assert r.accuracy() <= min(r.accuracy("pgd"), r.accuracy("autoattack"))
 
+    def test_the_apgd_version_pins_its_restarts_and_targets_the_standard_version_keeps_its_own(self, tiny):
+        """What an apgd cell means does not follow pyautoattack's defaults: APGD-CE from 5 starts,
+        APGD-T on 9 targets; the standard version runs APGD-CE once, then FAB-T and Square."""
+        pytest.importorskip("pyautoattack")
+        from robustdigits.grid.runner import build_autoattack
+        apgd = build_autoattack(tiny, 0.1, "apgd", device=CPU, seed=0)
+        assert apgd.attacks_to_run == ["apgd-ce", "apgd-t"]
+        assert (apgd.apgd.n_restarts, apgd.apgd_targeted.n_target_classes, apgd.apgd.n_iter) == (5, 9, 100)
+        standard = build_autoattack(tiny, 0.1, "standard", device=CPU, seed=0)
+        assert standard.attacks_to_run == ["apgd-ce", "apgd-t", "fab-t", "square"]
+        assert (standard.apgd.n_restarts, standard.apgd_targeted.n_target_classes) == (1, 9)
+
     def test_every_model_falls_to_zero_at_a_large_eps(self, tiny, data):
         pytest.importorskip("pyautoattack")
         idx = sample_indices(data.test_labels.numpy(), 40, 0)

@@ -54,8 +54,8 @@ from .refs import check_model_ref, load_checkpoint_for, model_tag
 @click.argument("model_ref", metavar="MODEL")
 @click.option("--eps", default="0.3", show_default=True, help="Comma-separated L∞ radii in pixels, e.g. 0.1,0.2,0.3.")
 @click.option("--attacks", default="pgd,autoattack", show_default=True,
-              help=f"Comma-separated: {', '.join(ROBUST_ATTACKS)} (apgd: APGD-CE + APGD-T only; square: the "
-                   "black-box Square attack alone; transfer: PGD crafted on --source).")
+              help=f"Comma-separated: {', '.join(ROBUST_ATTACKS)} (apgd: APGD-CE from 5 starts + APGD-T only; "
+                   "square: the black-box Square attack alone; transfer: PGD crafted on --source).")
 @click.option("--source", "source_ref", default=None, metavar="MODEL",
               help="The transfer attack's source, a naturally trained checkpoint or variant name  "
                    "[default with transfer: textbook-momentum]")

@@ -122,8 +122,11 @@ def zero_note(rows: Sequence[RowResult]) -> str:
 def aa_version_note(config: RobustnessConfig) -> str:
     if config.aa_version == "mixed":
         return ("standard on seed 1 and the adversarially trained rows, APGD-CE + APGD-T (the standard version's "
-                f"first two attacks) on seeds 2-{config.seeds}: standard on every seed did not fit this machine")
-    return {"standard": "standard: APGD-CE, APGD-T, FAB-T, Square", "apgd": "APGD-CE + APGD-T"}[config.aa_version]
+                f"first two attacks, APGD-CE from 5 starts where standard runs 1) on seeds 2-{config.seeds}: standard "
+                "on every seed did not fit this machine")
+    return {"standard": "standard: APGD-CE, APGD-T, FAB-T, Square",
+            "apgd": "APGD-CE from 5 random starts + APGD-T on the 9 other classes; the standard version without "
+                    "FAB-T and Square, with 4 more APGD-CE starts"}[config.aa_version]
 
 
 def anchors_note(rows: Sequence[RowResult], config: RobustnessConfig) -> list[str]:
