@@ -255,3 +255,78 @@ def test_a_damaged_cell_is_named_with_the_fix(tmp_path):
     with pytest.raises(ValueError, match=rf"cell {tmp_path / SPEC.key} is unreadable .*; delete that folder or "
                                          "rerun with --fresh"):
         store.load(SPEC)
+
+
+# --- carrying cells to another machine (grid.portable, 'robustdigits cells') ----------------------------
+
+
+def test_exported_cells_import_into_a_fresh_store_and_a_grid_reuses_them(tmp_path, small_data, model_ref):
+    """Export drops the images and nothing else; the other store's grid computes nothing and
+    writes the same tables; the export names no path of the machine that ran it."""
+    first = CellStore(tmp_path / "first")
+    cells, result = run_bench([model_ref], small_data, CONFIG, first, device=CPU)
+    carry = tmp_path / "carry"
+    runner = CliRunner()
+    out = runner.invoke(main, ["cells", "export", str(carry), "--cells", str(first.root)])
+    assert out.exit_code == 0 and out.output.startswith("exported 7 cells to "), out.output
+    assert sorted(p.suffix for p in carry.iterdir()) == [".json"] * 7 + [".npz"] * 7
+    assert all(model_ref.checkpoint not in p.read_text() for p in carry.glob("*.json"))
+    second = CellStore(tmp_path / "second")
+    out = runner.invoke(main, ["cells", "import", str(carry), "--cells", str(second.root)])
+    assert out.exit_code == 0 and out.output.strip() == f"imported 7 cells into {second.root} (0 already there)"
+    for spec in cells.all:
+        a, b = first.load(spec), second.load(spec)
+        assert "x_adv" in a.samples and "x_adv" not in b.samples and b.seconds == a.seconds
+        for name, array in b.samples.items():
+            np.testing.assert_array_equal(array, a.samples[name])
+    computed: list[bool] = []
+    _, again = run_bench([model_ref], small_data, CONFIG, second, device=CPU,
+                         done=lambda spec, fresh: computed.append(fresh))
+    assert computed == [False] * 7 and again == result  # every cell reused, the same tables
+    assert runner.invoke(main, ["cells", "import", str(carry), "--cells", str(second.root)]).output.strip() == \
+        f"imported 0 cells into {second.root} (7 already there)"
+
+
+@pytest.mark.parametrize(("damage", "message"), [
+    ("rename", r"holds the cell \w+, not 0{20}: it was renamed or edited; export it again, or move it out"),
+    ("npz", r"\.npz is unreadable \(.*\); export it again"),
+    ("images", r"\.npz holds images, which an export never does; export it again"),
+    ("fields", r"\.npz: a cell result lacks l2; export it again"),
+    ("json", r"is not an exported cell \(.*\); export it again"),
+])
+def test_a_bad_export_is_named_and_imports_nothing(tmp_path, damage, message):
+    from robustdigits.errors import DataError
+    from robustdigits.grid.portable import export_cells, import_cells
+
+    source = CellStore(tmp_path / "source")
+    other = dataclasses.replace(SPEC, selection="first:7")
+    source.save(fake_result(SPEC))
+    source.save(fake_result(other))
+    carry = tmp_path / "carry"
+    assert export_cells(source, carry) == (2, 0)
+    victim = carry / f"{SPEC.key}.json"
+    if damage == "rename":
+        victim.rename(carry / ("0" * 20 + ".json"))
+        victim.with_suffix(".npz").rename(carry / ("0" * 20 + ".npz"))
+    elif damage == "npz":
+        victim.with_suffix(".npz").write_bytes(b"not a zip")
+    elif damage in ("images", "fields"):
+        samples = dict(fake_result(SPEC).samples)
+        if damage == "fields":
+            del samples["l2"], samples["x_adv"]
+        np.savez(victim.with_suffix(".npz"), **samples)
+    else:
+        victim.write_text("{")
+    target = CellStore(tmp_path / "target")
+    with pytest.raises(DataError, match=message):
+        import_cells(carry, target)
+    assert not target.root.exists()  # every entry is checked before any is written
+
+
+def test_importing_from_a_missing_or_empty_folder_is_one_line(tmp_path):
+    result = CliRunner().invoke(main, ["cells", "import", str(tmp_path / "nowhere"), "--cells", str(tmp_path / "c")])
+    assert result.exit_code == 1 and "is not a folder of exported cells; pass the folder 'robustdigits cells " \
+        "export' wrote" in result.output
+    (tmp_path / "empty").mkdir()
+    result = CliRunner().invoke(main, ["cells", "import", str(tmp_path / "empty"), "--cells", str(tmp_path / "c")])
+    assert result.exit_code == 1 and "holds no exported cells" in result.output

@@ -47,8 +47,9 @@ SAMPLE_FIELDS = {  # name -> dtype; every array has one row per attacked image
     "l2": np.float64,  # pixel units ([0, 1] scale)
     "linf": np.float64,
     "steps": np.int64,  # steps the attack ran for the sample, -1 where it does not report them
-    "x_adv": np.float32,  # (N, 1, 28, 28) pixels
+    "x_adv": np.float32,  # (N, 1, 28, 28) pixels; absent in a cell imported without images
 }
+IMAGES = frozenset({"x_adv"})  # what an export leaves out (grid.portable); no result reads it back
 _TMP = re.compile(r"^\.(?P<key>[0-9a-f]+)\.(?P<pid>\d+)\.(tmp|old)$")
 
 
@@ -125,11 +126,12 @@ class CellResult:
 
 
 def check_samples(samples: dict[str, np.ndarray]) -> None:
-    missing = set(SAMPLE_FIELDS) - set(samples)
+    """Every per-image field but the images (which an imported cell lacks), one row per image."""
+    missing = set(SAMPLE_FIELDS) - IMAGES - set(samples)
     if missing:
         raise DataError(f"a cell result lacks {', '.join(sorted(missing))}")
     n = len(samples["index"])
-    if any(len(samples[k]) != n for k in SAMPLE_FIELDS):
+    if any(len(samples[k]) != n for k in SAMPLE_FIELDS if k in samples):
         raise DataError("a cell result's per-sample arrays differ in length")
 
 
@@ -186,7 +188,8 @@ class CellStore:
             raise OutputError(f"cannot write cells to {self.root} ({e.strerror or e}); choose another --cells "
                               "folder") from e
         try:
-            arrays: dict[str, Any] = {k: np.asarray(result.samples[k], dtype=t) for k, t in SAMPLE_FIELDS.items()}
+            arrays: dict[str, Any] = {k: np.asarray(result.samples[k], dtype=t) for k, t in SAMPLE_FIELDS.items()
+                                      if k in result.samples}
             with open(tmp / "samples.npz", "wb") as f:
                 np.savez_compressed(f, **arrays)
             meta = {"spec": result.spec.to_dict(), "key": key, "format": CELL_FORMAT, "n": result.n,
