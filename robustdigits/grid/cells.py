@@ -125,6 +125,11 @@ class CellResult:
         return (100.0 * k / n if n else 0.0), low, high
 
 
+def typed_samples(samples: dict[str, np.ndarray], leave_out: frozenset[str] = frozenset()) -> dict[str, np.ndarray]:
+    """The per-image arrays in their stored dtypes (those ``samples`` has, but ``leave_out``)."""
+    return {k: np.asarray(samples[k], dtype=t) for k, t in SAMPLE_FIELDS.items() if k in samples and k not in leave_out}
+
+
 def check_samples(samples: dict[str, np.ndarray]) -> None:
     """Every per-image field but the images (which an imported cell lacks), one row per image."""
     missing = set(SAMPLE_FIELDS) - IMAGES - set(samples)
@@ -147,6 +152,15 @@ class CellStore:
     def has(self, spec: CellSpec) -> bool:
         folder = self.folder(spec)
         return (folder / "cell.json").is_file() and (folder / "samples.npz").is_file()
+
+    def specs(self) -> Iterator[CellSpec]:
+        """The spec of every finished cell in the store (each named with the fix if unreadable)."""
+        for meta_path in sorted(self.root.glob("*/cell.json")):
+            try:
+                yield CellSpec.from_dict(json.loads(meta_path.read_text())["spec"])
+            except (OSError, ValueError, KeyError, TypeError) as e:
+                raise DataError(f"cell {meta_path.parent} is unreadable ({type(e).__name__}: {e}); delete that "
+                                "folder or rerun with --fresh") from e
 
     def load(self, spec: CellSpec) -> CellResult:
         folder = self.folder(spec)
@@ -188,8 +202,7 @@ class CellStore:
             raise OutputError(f"cannot write cells to {self.root} ({e.strerror or e}); choose another --cells "
                               "folder") from e
         try:
-            arrays: dict[str, Any] = {k: np.asarray(result.samples[k], dtype=t) for k, t in SAMPLE_FIELDS.items()
-                                      if k in result.samples}
+            arrays: dict[str, Any] = typed_samples(result.samples)
             with open(tmp / "samples.npz", "wb") as f:
                 np.savez_compressed(f, **arrays)
             meta = {"spec": result.spec.to_dict(), "key": key, "format": CELL_FORMAT, "n": result.n,

@@ -13,6 +13,7 @@ a store, where the grid reuses it like a cell it computed; such a cell has no im
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from pathlib import Path
@@ -20,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DataError, OutputError
-from ..fileio import json_text, write_text_atomic
-from .cells import CELL_FORMAT, IMAGES, SAMPLE_FIELDS, CellResult, CellSpec, CellStore, check_samples
+from ..errors import DataError
+from ..fileio import json_text, write_atomic, write_text_atomic
+from .cells import CELL_FORMAT, IMAGES, CellResult, CellSpec, CellStore, check_samples, typed_samples
 
 
 def export_cells(store: CellStore, dest: str | os.PathLike[str]) -> tuple[int, int]:
@@ -30,34 +31,17 @@ def export_cells(store: CellStore, dest: str | os.PathLike[str]) -> tuple[int, i
     there). Each cell is read through the store, so a damaged one is named, not copied."""
     dest = Path(dest)
     written = present = 0
-    try:
-        dest.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise OutputError(f"cannot write to {dest} ({e.strerror or e}); choose another folder") from e
-    for meta_path in sorted(store.root.glob("*/cell.json")):
-        try:
-            spec = CellSpec.from_dict(json.loads(meta_path.read_text())["spec"])
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise DataError(f"cell {meta_path.parent} is unreadable ({type(e).__name__}: {e}); delete that folder "
-                            "or rerun with --fresh") from e
-        result = store.load(spec)  # checks the entry is what its key says
+    for spec in store.specs():
         key = spec.key
         if (dest / f"{key}.json").is_file() and (dest / f"{key}.npz").is_file():
             present += 1
             continue
-        arrays: dict[str, Any] = {k: np.asarray(result.samples[k], dtype=t) for k, t in SAMPLE_FIELDS.items()
-                                  if k not in IMAGES}
-        try:
-            tmp = dest / f".{key}.{os.getpid()}.npz"
-            with open(tmp, "wb") as f:
-                np.savez_compressed(f, **arrays)
-            os.replace(tmp, dest / f"{key}.npz")
-            write_text_atomic(dest / f"{key}.json", json_text(
-                {"spec": spec.to_dict(location=False), "key": key, "format": CELL_FORMAT, "n": result.n,
-                 "seconds": result.seconds, "machine": result.machine}))
-        except OSError as e:
-            raise OutputError(f"cannot write cell {key} to {dest} ({e.strerror or e}); free some space or choose "
-                              "another folder") from e
+        result = store.load(spec)  # checks the entry is what its key says
+        arrays: dict[str, Any] = typed_samples(result.samples, leave_out=IMAGES)
+        write_atomic(dest / f"{key}.npz", functools.partial(np.savez_compressed, **arrays))
+        write_text_atomic(dest / f"{key}.json", json_text(
+            {"spec": spec.to_dict(location=False), "key": key, "format": CELL_FORMAT, "n": result.n,
+             "seconds": result.seconds, "machine": result.machine}))
         written += 1
     return written, present
 
